@@ -1,0 +1,47 @@
+# The two commands a newcomer types: `make demo` and `make test`. Each installs what it needs first
+# (idempotently: the install is skipped while requirements/cpu.lock and pyproject.toml are unchanged).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+CORES ?= 2
+# Rules run `python -m boostmdr...`: put the project's environment first on PATH for every recipe.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast bench dryrun-paper lint clean
+
+install: $(STAMP)
+
+$(STAMP): requirements/cpu.lock requirements/constraints-cpu.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required (snakemake 9, pyserini 1.6)"'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade "pip>=23.2"
+	# torch stays at the CPU build 2.13.0: the constraint stops any package from pulling a CUDA build.
+	$(VENV)/bin/pip install --quiet -r requirements/cpu.lock -c requirements/constraints-cpu.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(VENV)/bin/python -m boostmdr.doctor
+	touch $(STAMP)
+
+demo: $(STAMP)
+	snakemake --cores $(CORES) --configfile config/config.yaml
+
+test: $(STAMP)
+	pytest -v tests
+
+test-fast: $(STAMP)
+	pytest -q -m "not slow and not cluster" tests
+
+bench: $(STAMP)
+	python -m benchmarks
+
+dryrun-paper: $(STAMP)
+	pytest -q -s tests/test_workflow_dryrun.py
+
+lint: $(STAMP)
+	snakemake --lint --configfile config/config.yaml
+
+clean:
+	rm -rf results .snakemake
