@@ -1,0 +1,79 @@
+# Tiny local models for the embedded default: built by ordinary rules and saved in the Hugging Face layout, so
+# every later step loads them through the same from_pretrained path a real model takes.
+
+
+def get_all_corpora(wildcards=None):
+    return [data(lang, "corpus.jsonl") for lang in LANGS]
+
+
+def get_tiny_encoder_params(wildcards):
+    return config["tiny_models"]["encoders"][wildcards.tiny]
+
+
+def get_tiny_lm_params(wildcards):
+    return config["tiny_models"]["causal_lms"][wildcards.tinylm]
+
+
+rule tiny_tokenizer:
+    input:
+        get_all_corpora,
+    output:
+        ensure("results/models/tiny/tokenizer/tokenizer.json", non_empty=True),
+    params:
+        vocab_size=config.get("tiny_models", {}).get("tokenizer", {}).get("vocab_size", 6000),
+    log:
+        "results/logs/tiny_models/tokenizer.log",
+    shell:
+        "python -m boostmdr.tiny_models tokenizer --corpus {input} --vocab-size {params.vocab_size}"
+        " --out results/models/tiny/tokenizer --log {log}"
+
+
+rule tiny_encoder:
+    input:
+        tokenizer="results/models/tiny/tokenizer/tokenizer.json",
+        corpora=get_all_corpora,
+    output:
+        ensure("results/models/tiny/{tiny}/model.safetensors", non_empty=True),
+    params:
+        spec=get_tiny_encoder_params,
+    threads: get_threads("tiny_encoder")
+    resources:
+        mem_mb=res("tiny_encoder", "mem_mb"),
+        runtime=res("tiny_encoder", "runtime"),
+        gpu=res("tiny_encoder", "gpu"),
+    log:
+        "results/logs/tiny_models/{tiny}.log",
+    benchmark:
+        "results/benchmarks/tiny_encoder/{tiny}.tsv"
+    shell:
+        "python -m boostmdr.tiny_models encoder --tokenizer results/models/tiny/tokenizer --corpus {input.corpora}"
+        " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
+        " --intermediate {params.spec[intermediate]} --seed {params.spec[seed]}"
+        " --warmup-steps {params.spec[warmup_steps]} --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
+        " --out results/models/tiny/{wildcards.tiny} --threads {threads} --log {log}"
+
+
+rule tiny_lm:
+    input:
+        corpora=get_all_corpora,
+        train=expand(data("{lang}", "train.jsonl"), lang=LANGS),
+        prompt=config["judges"].get("llm", {}).get("prompt", "config/prompts/judge.txt"),
+    output:
+        ensure("results/models/tiny/{tinylm}/model.safetensors", non_empty=True),
+    params:
+        spec=get_tiny_lm_params,
+    threads: get_threads("tiny_lm")
+    resources:
+        mem_mb=res("tiny_lm", "mem_mb"),
+        runtime=res("tiny_lm", "runtime"),
+        gpu=res("tiny_lm", "gpu"),
+    log:
+        "results/logs/tiny_models/{tinylm}.log",
+    benchmark:
+        "results/benchmarks/tiny_lm/{tinylm}.tsv"
+    shell:
+        "python -m boostmdr.tiny_lm --corpus {input.corpora} --train {input.train} --prompt {input.prompt}"
+        " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
+        " --intermediate {params.spec[intermediate]} --seed {params.spec[seed]} --train-steps {params.spec[train_steps]}"
+        " --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
+        " --out results/models/tiny/{wildcards.tinylm} --threads {threads} --log {log}"
