@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,13 +55,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "wt", compresslevel: int =
     os.close(fd)
     try:
         if str(path).endswith(".gz"):
-            binary = "b" in mode
-            raw = gzip.open(tmp, "wb", compresslevel=compresslevel)
-            fh: IO = raw if binary else io.TextIOWrapper(raw, encoding="utf-8")
+            # No file name and a zero timestamp in the gzip header: the same content gives the same bytes.
+            with open(tmp, "wb") as raw_file:
+                gz = gzip.GzipFile(filename="", mode="wb", compresslevel=compresslevel, fileobj=raw_file, mtime=0)
+                fh: IO = gz if "b" in mode else io.TextIOWrapper(gz, encoding="utf-8")
+                with fh:
+                    yield fh
         else:
-            fh = open(tmp, mode, encoding=None if "b" in mode else "utf-8")
-        with fh:
-            yield fh
+            with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
+                yield fh
+        # mkstemp creates the file 0600; give it the permissions a normal file gets under the current umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -82,7 +89,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 if not isinstance(rec, dict):
                     raise FormatError(path, lineno, "expected a JSON object")
                 yield lineno, rec
-    except (gzip.BadGzipFile, EOFError, OSError) as err:
+    except (gzip.BadGzipFile, EOFError, OSError, zlib.error, UnicodeDecodeError) as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise FormatError(path, None, f"cannot read ({type(err).__name__}: {err})") from None
