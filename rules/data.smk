@@ -19,13 +19,14 @@ if SYNTHETIC:
             train_queries=config["benchmark"]["synthetic"]["train_queries"],
             dev_queries=config["benchmark"]["synthetic"]["dev_queries"],
             fn_rate=config["benchmark"]["synthetic"]["false_negative_rate"],
+            no_pos_rate=config["benchmark"]["synthetic"]["no_positive_rate"],
             shards=config["benchmark"]["synthetic"]["corpus_shards"],
         log:
             "results/logs/synthetic/{lang}.log",
         shell:
             "python -m boostmdr.synthetic --lang {wildcards.lang} --out-dir {params.raw} --seed {params.seed}"
             " --passages {params.passages} --train-queries {params.train_queries} --dev-queries {params.dev_queries}"
-            " --false-negative-rate {params.fn_rate} --corpus-shards {params.shards} --log {log}"
+            " --false-negative-rate {params.fn_rate} --no-positive-rate {params.no_pos_rate} --corpus-shards {params.shards} --log {log}"
 
 
 rule prepare:
