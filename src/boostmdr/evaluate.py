@@ -1,0 +1,258 @@
+"""Evaluation of TREC runs with trec_eval's semantics and ``-c`` (docs/formats.md, "Runs and evaluation").
+
+Per-query values come from pytrec_eval, which is trec_eval's own C code, so every detail of a
+measure is trec_eval's:
+
+* the rank column of the run is ignored; documents are ordered by score descending, and ties by docid
+  *descending* (trec_eval's ``comp_sim_docno``). Our run writer breaks ties by docid ascending, so the
+  order written in a file can differ from the order trec_eval scores under exact score ties; the
+  metric is trec_eval's either way, and therefore comparable with Pyserini's published numbers;
+* a document counts as relevant when its judgement is >= 1; nDCG gains are the judgement values;
+* a query judged with rel 0 only has no relevant document: trec_eval computes it (nDCG's ideal gain
+  is 0, so nDCG is left at 0; recall has no relevant document, so recall is 0) and averages it in, with
+  or without ``-c``. pytrec_eval returns the same zeros, and so does this module.
+
+What pytrec_eval leaves out is ``-c``: it only reports queries present in the run. We complete it as
+trec_eval does: the mean runs over every query of the qrels (every query with at least one judgement
+line), and a query missing from the run scores 0 on every measure. Queries of the run that the
+qrels do not judge are ignored (as trec_eval ignores them) and logged; a non-empty run that shares
+no query with the qrels is an error, since that is always a mix-up of files.
+
+:func:`paired_ttest` compares two evaluations query by query (for the significance marks of tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from boostmdr import formats
+from boostmdr.formats import FormatError, Run
+from boostmdr.utils import setup_logging
+
+logger = logging.getLogger(__name__)
+
+MEASURES: tuple[str, ...] = ("ndcg_cut_10", "recall_100")
+"""The measures of the paper's tables, named as pytrec_eval reports them."""
+
+
+class EvaluationError(ValueError):
+    """Evaluation cannot proceed (empty qrels, disjoint run, unknown measure, mismatched files)."""
+
+
+def trec_eval_name(measure: str) -> str:
+    """pytrec_eval's request name for a reported measure: ``ndcg_cut_10`` -> ``ndcg_cut.10``, ``map`` -> ``map``."""
+    import pytrec_eval
+
+    if measure in pytrec_eval.supported_measures:
+        return measure
+    head, sep, cutoff = measure.rpartition("_")
+    if sep and cutoff.isdigit() and head in pytrec_eval.supported_measures:
+        return f"{head}.{cutoff}"
+    raise EvaluationError(
+        f"unknown measure {measure!r}: use a trec_eval measure name as pytrec_eval reports it, e.g. "
+        f"{', '.join(MEASURES)}, map, P_10"
+    )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One run evaluated against one qrels file: the record of ``results/eval/.../{lang}.json``."""
+
+    run: str
+    qrels: str
+    num_queries: int
+    aggregate: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        return tuple(self.aggregate)
+
+    def values(self, measure: str, qids: Iterable[str] | None = None) -> list[float]:
+        """Per-query values of ``measure`` in the order of ``qids`` (default: the qrels order)."""
+        if measure not in self.aggregate:
+            raise EvaluationError(f"{self.run}: measure {measure!r} not evaluated; have {', '.join(self.aggregate)}")
+        return [self.per_query[q][measure] for q in (self.per_query if qids is None else qids)]
+
+    def to_json(self) -> dict:
+        return {
+            "run": self.run,
+            "qrels": self.qrels,
+            "num_queries": self.num_queries,
+            "aggregate": dict(self.aggregate),
+            "per_query": {q: dict(v) for q, v in self.per_query.items()},
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping, source: str = "<eval>") -> EvalResult:
+        try:
+            res = cls(
+                run=str(obj["run"]),
+                qrels=str(obj["qrels"]),
+                num_queries=int(obj["num_queries"]),
+                aggregate={str(k): float(v) for k, v in obj["aggregate"].items()},
+                per_query={str(q): {str(k): float(v) for k, v in m.items()} for q, m in obj["per_query"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise FormatError(source, None, f"not an evaluation record ({type(err).__name__}: {err})") from None
+        if res.num_queries != len(res.per_query):
+            raise FormatError(source, None, f"num_queries {res.num_queries} but {len(res.per_query)} per-query entries")
+        return res
+
+
+def read_eval(path: str | os.PathLike) -> EvalResult:
+    return EvalResult.from_json(formats.read_json(path), source=str(path))
+
+
+def write_eval(path: str | os.PathLike, result: EvalResult) -> None:
+    formats.write_json(path, result.to_json())
+
+
+def evaluate_run(
+    qrels: Mapping[str, Mapping[str, int]],
+    run: Run,
+    measures: Sequence[str] = MEASURES,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """trec_eval ``-c`` values of ``run``: ``(aggregate, per_query)``, per_query in qrels order.
+
+    Pure function; see the module docstring for the semantics.
+    """
+    import pytrec_eval
+
+    if not qrels:
+        raise EvaluationError("the qrels hold no judgements")
+    measures = tuple(dict.fromkeys(measures))
+    requests = {trec_eval_name(m) for m in measures}
+    judged = {q: {d: int(r) for d, r in docs.items()} for q, docs in qrels.items() if docs}
+    scored = {q: {h.docid: float(h.score) for h in hits} for q, hits in run.items() if hits and q in judged}
+
+    unjudged = [q for q, hits in run.items() if hits and q not in judged]
+    if unjudged:
+        if not scored:
+            raise EvaluationError(
+                f"the run shares no query with the qrels ({len(unjudged)} run queries, e.g. {unjudged[:3]}; "
+                f"qrels queries e.g. {list(judged)[:3]}): wrong run or qrels file?"
+            )
+        logger.warning("%d run queries are not in the qrels and are ignored (e.g. %s)", len(unjudged), unjudged[:3])
+
+    evaluated = pytrec_eval.RelevanceEvaluator(judged, requests).evaluate(scored) if scored else {}
+    per_query: dict[str, dict[str, float]] = {}
+    for qid in judged:
+        got = evaluated.get(qid)
+        if got is None:
+            per_query[qid] = {m: 0.0 for m in measures}
+        else:
+            try:
+                per_query[qid] = {m: float(got[m]) for m in measures}
+            except KeyError as err:
+                raise EvaluationError(f"pytrec_eval did not report {err} for query {qid!r}") from None
+    n = len(per_query)
+    aggregate = {m: math.fsum(v[m] for v in per_query.values()) / n for m in measures}
+    missing = n - len(evaluated)
+    if missing:
+        logger.info("%d of %d judged queries are absent from the run and score 0", missing, n)
+    no_relevant = sum(1 for docs in judged.values() if not any(r >= 1 for r in docs.values()))
+    if no_relevant:
+        logger.info("%d of %d judged queries have no relevant document (rel 0 only) and score 0", no_relevant, n)
+    return aggregate, per_query
+
+
+def evaluate_files(
+    qrels_path: str | os.PathLike, run_path: str | os.PathLike, measures: Sequence[str] = MEASURES
+) -> EvalResult:
+    qrels = formats.read_qrels(qrels_path)
+    run = formats.read_run(run_path)
+    aggregate, per_query = evaluate_run(qrels, run, measures)
+    return EvalResult(run=str(run_path), qrels=str(qrels_path), num_queries=len(per_query),
+                      aggregate=aggregate, per_query=per_query)
+
+
+# ------------------------------------------------------------------------------------ significance
+
+
+@dataclass(frozen=True)
+class PairedTTest:
+    """Two-sided paired t-test of ``b - a`` over the queries both evaluations share (all of them)."""
+
+    measure: str
+    num_queries: int
+    mean_a: float
+    mean_b: float
+    t: float
+    p: float
+
+    @property
+    def difference(self) -> float:
+        return self.mean_b - self.mean_a
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        return self.p < alpha
+
+
+def paired_ttest(a: EvalResult, b: EvalResult, measure: str) -> PairedTTest:
+    """Per-query paired t-test between two evaluations of the same qrels.
+
+    Both must cover the same queries (same qrels). When every per-query difference is 0 the test is
+    undefined; it is reported as t = 0, p = 1 (no evidence of a difference).
+    """
+    from scipy import stats
+
+    if set(a.per_query) != set(b.per_query):
+        only_a = sorted(set(a.per_query) - set(b.per_query))[:3]
+        only_b = sorted(set(b.per_query) - set(a.per_query))[:3]
+        raise EvaluationError(
+            f"cannot pair {a.run} and {b.run}: different query sets (only in first e.g. {only_a}, "
+            f"only in second e.g. {only_b}); evaluate both runs against the same qrels"
+        )
+    if len(a.per_query) < 2:
+        raise EvaluationError(f"a paired t-test needs at least 2 queries, have {len(a.per_query)}")
+    qids = list(a.per_query)
+    xa, xb = a.values(measure, qids), b.values(measure, qids)
+    mean_a, mean_b = math.fsum(xa) / len(qids), math.fsum(xb) / len(qids)
+    if all(x == y for x, y in zip(xa, xb)):
+        return PairedTTest(measure, len(qids), mean_a, mean_b, 0.0, 1.0)
+    res = stats.ttest_rel(xb, xa)
+    t, p = float(res.statistic), float(res.pvalue)
+    if math.isnan(p):  # constant non-zero difference: infinitely significant
+        t, p = math.copysign(math.inf, mean_b - mean_a), 0.0
+    return PairedTTest(measure, len(qids), mean_a, mean_b, t, p)
+
+
+def paired_ttest_files(path_a: str | os.PathLike, path_b: str | os.PathLike, measure: str) -> PairedTTest:
+    return paired_ttest(read_eval(path_a), read_eval(path_b), measure)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m boostmdr.evaluate",
+                                description="Evaluate a TREC run like `trec_eval -c` (nDCG@10, R@100).")
+    p.add_argument("--qrels", required=True, help="TREC qrels (qid Q0 docid rel)")
+    p.add_argument("--run", required=True, help="TREC run (qid Q0 docid rank score tag)")
+    p.add_argument("--out", required=True, help="evaluation JSON to write")
+    p.add_argument("--measures", nargs="+", default=list(MEASURES), help=f"default: {' '.join(MEASURES)}")
+    p.add_argument("--threads", type=int, default=1, help="accepted for uniformity; evaluation is single-threaded")
+    p.add_argument("--log", default=None)
+    args = p.parse_args(argv)
+    setup_logging(args.log)
+    result = evaluate_files(args.qrels, args.run, args.measures)
+    write_eval(args.out, result)
+    logger.info("%s: %d queries, %s", args.run, result.num_queries,
+                ", ".join(f"{m} {v:.4f}" for m, v in result.aggregate.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main())
+    except (EvaluationError, FormatError) as err:
+        logging.getLogger(__name__).error("%s", err)
+        sys.exit(1)
