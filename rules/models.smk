@@ -10,6 +10,17 @@ def get_tiny_encoder_params(wildcards):
     return config["tiny_models"]["encoders"][wildcards.tiny]
 
 
+def get_tiny_encoder_flags(wildcards):
+    """A tiny encoder is built with the encoder settings of the backbone(s) that use it, so its saved
+    boostmdr_encoder.json agrees with how the workflow encodes with it."""
+    path = f"results/models/tiny/{wildcards.tiny}"
+    users = {b: encoder_settings(b) for b, spec in config["backbones"].items() if spec["model"] == path}
+    distinct = {tuple(sorted(s.items())) for s in users.values()}
+    if len(distinct) > 1:
+        raise ConfigError(f"backbones {sorted(users)} share {path} but disagree on encoder settings; give each its own tiny model")
+    return encoder_flags(next(iter(users.values()))) if users else ""
+
+
 def get_tiny_lm_params(wildcards):
     return config["tiny_models"]["causal_lms"][wildcards.tinylm]
 
@@ -36,6 +47,7 @@ rule tiny_encoder:
         ensure("results/models/tiny/{tiny}/model.safetensors", non_empty=True),
     params:
         spec=get_tiny_encoder_params,
+        encoder=get_tiny_encoder_flags,
     threads: get_threads("tiny_encoder")
     resources:
         mem_mb=res("tiny_encoder", "mem_mb"),
@@ -50,7 +62,7 @@ rule tiny_encoder:
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --seed {params.spec[seed]}"
         " --warmup-steps {params.spec[warmup_steps]} --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
-        " --out results/models/tiny/{wildcards.tiny} --threads {threads} --log {log}"
+        " {params.encoder} --out results/models/tiny/{wildcards.tiny} --threads {threads} --log {log}"
 
 
 rule tiny_lm:
