@@ -1,0 +1,193 @@
+"""The trainer in one process: CLI output layout, sentence-transformers compatibility, learning, weights
+plumbing, resume bookkeeping and errors. (Multi-process and kill/resume runs: test_train_ddp/_resume.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from boostmdr.encoder import Encoder, EncoderSettings
+from boostmdr.sampler import BatchWeights, ShuffledBatchSampler
+from boostmdr.train import TrainConfig, latest_checkpoint, main, train
+from boostmdr.training_data import GroupDataset, parse_corpus_args
+
+from train_fixtures import make_tiny_model, make_toy_data
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a shared machine extra threads only wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    return {"root": root, "model": make_tiny_model(root / "model"), "data": make_toy_data(root / "data")}
+
+
+def _dataset(toy, group_size=4, seed=0):
+    ds, _ = GroupDataset.from_files(toy["data"]["negatives"], parse_corpus_args(toy["data"]["corpus"]), group_size, seed)
+    return ds
+
+
+def _encoder(toy, **settings):
+    base = {"pooling": "mean", "normalize": True} | settings
+    return Encoder.from_pretrained(toy["model"], overrides=base, device="cpu")
+
+
+def _weights(encoder):
+    return {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
+
+
+def test_cli_writes_a_checkpoint_that_our_encoder_and_sentence_transformers_load_alike(toy, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    out, state = tmp_path / "out", tmp_path / "state"
+    argv = [
+        "--model", str(toy["model"]), "--pooling", "mean", "--normalize",
+        "--query-prefix", "query: ", "--passage-prefix", "passage: ", "--q-max-len", "16", "--p-max-len", "48",
+        "--negatives", *toy["data"]["negatives"], "--corpus", *toy["data"]["corpus"],
+        "--out", str(out), "--state-dir", str(state), "--epochs", "2", "--batch-size", "4", "--group-size", "4",
+        "--lr", "1e-3", "--save-steps", "3", "--threads", "1", "--no-progress", "--log", str(tmp_path / "train.log"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["steps"] == 10  # 22 usable queries // 4 = 5 steps per epoch, 2 epochs
+    assert summary["skipped_queries"] == {"no_negatives": 2, "no_positives": 0}
+    assert summary["queries"] == 22 and summary["data"]["too_few_negatives"] == 2
+    assert summary["groups_per_second"] > 0 and np.isfinite(summary["final_loss"])
+    assert summary["encoder"]["query_prefix"] == "query: "
+    assert not state.exists()  # the finished run's state is removed
+    assert {"model.safetensors", "config.json", "tokenizer.json", "boostmdr_encoder.json", "modules.json",
+            "sentence_bert_config.json", "1_Pooling"} <= {p.name for p in out.iterdir()}  # fmt: skip
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary leftovers
+    log_text = (tmp_path / "train.log").read_text()
+    assert "saved training state at step 3" in log_text and "skipped 2 queries without negatives" in log_text
+
+    ours = Encoder.from_pretrained(out, device="cpu")
+    assert ours.settings == EncoderSettings("mean", True, "query: ", "passage: ", 16, 48)
+    assert not torch.equal(ours.model.state_dict()["encoder.layer.0.attention.self.query.weight"],
+                           load_file(toy["model"] / "model.safetensors")["encoder.layer.0.attention.self.query.weight"])  # fmt: skip
+    queries = ["kami tora su", "pedi ba zu fo gi"]
+    passages = ["lone ha we yo mi", "kato ramisu ne pe di ba zu fo gi ha"]
+    st = SentenceTransformer(str(out), device="cpu")
+    st_q = st.encode(queries, prompt_name="query", convert_to_numpy=True)
+    st_p = st.encode(passages, prompt_name="document", convert_to_numpy=True)
+    np.testing.assert_allclose(ours.encode_queries(queries), st_q, atol=1e-5)
+    np.testing.assert_allclose(ours.encode_passages(passages), st_p, atol=1e-5)
+
+
+def test_training_lowers_the_loss(toy):
+    torch.manual_seed(0)
+    encoder = _encoder(toy)
+    ds = _dataset(toy)
+    summary_first = train(encoder, ds, ShuffledBatchSampler(len(ds), 4, 0), TrainConfig(
+        epochs=1, batch_size=4, group_size=4, lr=2e-3, temperature=0.1, save_steps=0), show_progress=False)  # fmt: skip
+    later = train(encoder, ds, ShuffledBatchSampler(len(ds), 4, 1), TrainConfig(
+        epochs=5, batch_size=4, group_size=4, lr=2e-3, temperature=0.1, save_steps=0), show_progress=False)  # fmt: skip
+    assert later["final_loss"] < summary_first["mean_loss_last_50_steps"] - 1.0  # observed: 2.78 -> 1.17
+
+
+class _RecordingProvider:
+    def __init__(self, make):
+        self.make = make
+        self.views = []
+
+    def __call__(self, view):
+        self.views.append(view)
+        return self.make(view)
+
+
+def _run(toy, provider=None, steps=2, group_size=3):
+    torch.manual_seed(0)
+    encoder = _encoder(toy)
+    ds = _dataset(toy, group_size=group_size)
+    config = TrainConfig(epochs=1, batch_size=4, group_size=group_size, lr=1e-3, max_steps=steps, save_steps=0)
+    summary = train(encoder, ds, ShuffledBatchSampler(len(ds), 4, 0), config, weight_provider=provider, show_progress=False)
+    return _weights(encoder), summary, ds
+
+
+def test_weight_provider_sees_the_batch_in_loss_order_and_its_weights_reach_the_loss(toy):
+    plain, s_plain, ds = _run(toy)
+    ones = _RecordingProvider(lambda v: BatchWeights(negatives=torch.ones(len(v.groups) * 3)))
+    w_ones, s_ones, _ = _run(toy, ones)
+    assert s_ones["final_loss"] == s_plain["final_loss"]
+    assert all(torch.equal(plain[k], w_ones[k]) for k in plain)  # unit weights change nothing
+
+    view = ones.views[0]
+    sampler = ShuffledBatchSampler(len(ds), 4, 0)
+    first_batch = next(iter(sampler))
+    assert [g.index for g in view.groups] == first_batch and view.epoch == 0
+    assert [g.docids for g in view.groups] == [ds.group(i, 0).docids for i in first_batch]
+
+    def no_hard_negatives(v):
+        w = torch.ones(len(v.groups), len(v.groups) * 3)
+        for i in range(len(v.groups)):
+            w[i, i * 3 + 1 : i * 3 + 3] = 0.0
+        return BatchWeights(negatives=w)
+
+    w_zero, s_zero, _ = _run(toy, _RecordingProvider(no_hard_negatives))
+    assert s_zero["final_loss"] < s_plain["final_loss"]  # fewer terms in every denominator
+    assert any(not torch.equal(plain[k], w_zero[k]) for k in plain)
+
+
+def test_state_is_resumed_only_by_the_same_run(toy, tmp_path, caplog):
+    ds = _dataset(toy)
+    state = tmp_path / "state"
+    config = TrainConfig(epochs=1, batch_size=4, group_size=4, lr=1e-3, max_steps=4, save_steps=1)
+    train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), config, state_dir=state, show_progress=False)
+    assert latest_checkpoint(state).name == "checkpoint-3"  # every step but the last; the output covers that
+    again = train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), config, state_dir=state, show_progress=False)
+    assert again["resumed_from_step"] == 3 and again["steps"] == 4
+    with caplog.at_level(logging.WARNING, logger="boostmdr.train"):
+        other = TrainConfig(epochs=1, batch_size=4, group_size=4, lr=2e-3, max_steps=4, save_steps=0)
+        fresh = train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), other, state_dir=state, show_progress=False)
+    assert fresh["resumed_from_step"] is None and fresh["steps"] == 4
+    assert "holds the state of a different run" in caplog.text
+    assert latest_checkpoint(state) is None
+
+
+def test_gpu_switches_are_logged_and_ignored_on_cpu(toy, caplog):
+    ds = _dataset(toy)
+    config = TrainConfig(epochs=1, batch_size=4, group_size=4, max_steps=1, save_steps=0, bf16=True,
+                         gradient_checkpointing=True)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="boostmdr.train"):
+        train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), config, show_progress=False)
+    assert "--bf16 is for GPUs; ignored on cpu" in caplog.text
+    assert "--gradient-checkpointing is for GPUs; ignored on cpu" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"group_size": 1}, "--group-size must be >= 2"),
+        ({"similarity": "l2"}, "--similarity must be one of"),
+        ({"fp16": True, "bf16": True}, "--fp16 and --bf16 exclude each other"),
+        ({"warmup_ratio": 1.0}, r"--warmup-ratio must be in \[0, 1\)"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_cli_errors_name_the_setting(toy, tmp_path):
+    argv = ["--model", str(toy["model"]), "--negatives", *toy["data"]["negatives"], "--corpus", *toy["data"]["corpus"],
+            "--out", str(tmp_path / "o"), "--state-dir", str(tmp_path / "s"), "--no-progress"]  # fmt: skip
+    with pytest.raises(ValueError, match="no boostmdr_encoder.json; give the encoder settings explicitly"):
+        main(argv)
+    with pytest.raises(ValueError, match="--similarity cos trains on cosine scores, but .* normalize=false"):
+        main([*argv, "--pooling", "cls", "--no-normalize", "--similarity", "cos"])
+    with pytest.raises(ValueError, match="--corpus expects LANG=PATH, got 'sw'"):
+        main([*argv, "--pooling", "cls", "--corpus", "sw"])
+    assert not (tmp_path / "o").exists()
