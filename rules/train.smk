@@ -43,7 +43,7 @@ rule train:
         hp=get_train_params,
         corpus=get_corpus_flags,
         save_steps=config["training"]["save_steps"],
-        precision=config["training"]["mixed_precision"],
+        precision={"no": "", "fp16": "--fp16", "bf16": "--bf16"}[config["training"]["mixed_precision"]],
         checkpointing="--gradient-checkpointing" if config["training"]["gradient_checkpointing"] else "",
     threads: get_threads("train")
     resources:
@@ -63,5 +63,5 @@ rule train:
         " --lr {params.hp[lr]} --epochs {params.hp[epochs]} --batch-size {params.hp[batch_size]}"
         " --group-size {params.hp[group_size]} --similarity {params.hp[similarity]}"
         " --temperature {params.hp[temperature]} --warmup-ratio {params.hp[warmup_ratio]} --seed {params.hp[seed]}"
-        " --save-steps {params.save_steps} --mixed-precision {params.precision} {params.checkpointing}"
-        " --threads {threads} --log {log}"
+        " --save-steps {params.save_steps} {params.precision} {params.checkpointing}"
+        " --threads {threads} --log-file {log}"
