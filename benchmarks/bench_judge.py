@@ -1,0 +1,111 @@
+"""Judge cost per verdict on the transformers backend: prompt tokens prefilled and wall time.
+
+Data: 8 queries x 5 candidates (40 verdicts), pseudo-word passages of 40 words, the shipped Table 17
+prompt; the model is the tiny LM's default architecture (Llama, hidden 128, 2 layers, vocabulary 2,000,
+random weights: the cost does not depend on what the weights say). Every verdict takes the authors'
+four samples, (top_p, temperature) = (0.7, 0.4), (0.8, 0.6), (0.9, 0.8), (0.8, 0.4), 24 new tokens each
+(the length of the JSON answer).
+
+* ours: one request per candidate with its four samples: one prefill, the samples decoded together
+  from it; the template header and question are reused from the previous candidate of the query.
+* ours, no prefix reuse: the same without keeping the previous prompt's cache.
+* naive: four independent full calls per candidate (one request per sample, no reuse), the
+  way a judge calls a model once per sample.
+
+All three use the same decoding loop and the same model in one process, one torch thread; they take
+turns round by round (the order rotates), and the median round of each is reported.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+N_QUERIES = 8
+N_CANDIDATES = 5
+WORDS = 40
+MAX_NEW_TOKENS = 24
+ROUNDS = 3
+SEED = 7
+SAMPLES = [(0.7, 0.4), (0.8, 0.6), (0.9, 0.8), (0.8, 0.4)]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _prompts(rng: random.Random) -> list[str]:
+    from boostmdr.judge import PromptTemplate
+
+    template = PromptTemplate.load(REPO / "config" / "prompts" / "judge.txt")
+    syl = [c + v for c in "bdfgkmnprstvz" for v in "aeiou"]
+    word = lambda: "".join(rng.choice(syl) for _ in range(rng.randint(2, 3)))  # noqa: E731
+    out = []
+    for _ in range(N_QUERIES):
+        query = " ".join(word() for _ in range(5))
+        reference = " ".join(word() for _ in range(WORDS))
+        for _ in range(N_CANDIDATES):
+            out.append(template.render(query, " ".join(word() for _ in range(WORDS)), reference))
+    return out
+
+
+def run() -> list[str]:
+    import torch
+
+    from boostmdr.llm import GenerationRequest, SamplingSettings
+    from boostmdr.llm.transformers_backend import TransformersBackend
+    from boostmdr.tiny_lm import TinyLMSettings, build_tiny_lm
+
+    torch.set_num_threads(1)
+    rng = random.Random(SEED)
+    prompts = _prompts(rng)
+    with tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp:
+        text = Path(tmp) / "text.txt"
+        text.write_text("\n".join(prompts), encoding="utf-8")
+        model = Path(tmp) / "lm"
+        build_tiny_lm([text], model, TinyLMSettings(vocab_size=2000), prompt=REPO / "config" / "prompts" / "judge.txt")
+
+        samples = lambda i: tuple(  # noqa: E731
+            SamplingSettings(temperature=t, top_p=p, max_tokens=MAX_NEW_TOKENS, seed=1000 * i + j)
+            for j, (p, t) in enumerate(SAMPLES)
+        )
+        ours = TransformersBackend(str(model), device="cpu", share_prefix=True)
+        once = TransformersBackend(str(model), device="cpu", share_prefix=False)
+        naive = TransformersBackend(str(model), device="cpu", share_prefix=False)
+        arms = {
+            "ours": (ours, [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]),
+            "ours, no prefix reuse": (once, [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]),
+            "naive (4 full calls)": (naive, [GenerationRequest(p, (s,)) for i, p in enumerate(prompts) for s in samples(i)]),
+        }
+        arms["ours"][0].generate(arms["ours"][1][:2])  # warm-up (allocations, first-call overheads)
+        times: dict[str, list[float]] = {k: [] for k in arms}
+        tokens: dict[str, int] = {}
+        names = list(arms)
+        for r in range(ROUNDS):
+            for name in names[r % 3 :] + names[: r % 3]:
+                backend, reqs = arms[name]
+                backend._prefix = None
+                before = backend.stats["prefilled_tokens"]
+                t0 = time.perf_counter()
+                backend.generate(reqs)
+                times[name].append(time.perf_counter() - t0)
+                tokens[name] = backend.stats["prefilled_tokens"] - before
+        prompt_tokens = sum(len(ours.encode(p)) for p in prompts)
+
+    n = len(prompts)
+    base_tok, base_t = tokens["naive (4 full calls)"], statistics.median(times["naive (4 full calls)"])
+    lines = [
+        f"{n} verdicts x 4 samples x {MAX_NEW_TOKENS} new tokens; mean prompt {prompt_tokens / n:.0f} tokens; "
+        f"tiny Llama (hidden 128, 2 layers), 1 thread, median of {ROUNDS} rounds",
+        f"{'':24}{'prefilled tok/verdict':>22}{'ms/verdict':>12}{'tokens vs naive':>17}{'time vs naive':>15}",
+    ]
+    for name in names:
+        t = statistics.median(times[name])
+        lines.append(
+            f"{name:24}{tokens[name] / n:22.0f}{1000 * t / n:12.1f}{tokens[name] / base_tok:17.3f}{t / base_t:15.3f}"
+        )
+    lines.append(
+        f"ours prefills {tokens['ours'] / base_tok:.1%} of the naive tokens "
+        f"({'meets' if tokens['ours'] <= base_tok / 3 else 'MISSES'} the target of at most a third)"
+    )
+    return lines

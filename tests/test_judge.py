@@ -1,0 +1,488 @@
+"""The stage-1 judge: the authors' score combination and vote, output parsing, the prompt template,
+the generation cache (hits, misses, a killed judge resumed, two judges on one cache), pool and stats."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from judge_fixtures import PROMPT, random_tiny_lm, write_toy_data
+
+from boostmdr.formats import read_negatives, read_jsonl
+from boostmdr.judge import (
+    AUTHORS_SAMPLES,
+    GenerationCache,
+    JudgeSettings,
+    PromptTemplate,
+    TemplateError,
+    build_pool,
+    cache_key,
+    choose_reference,
+    combine_scores,
+    majority_vote,
+    parse_keep,
+    parse_samples_spec,
+    parse_scores,
+    run_verdicts,
+    sample_seed,
+    truncate_words,
+    verdict_stats,
+)
+
+# ------------------------------------------------------------------------------- combination, vote
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "completeness", "expected"),
+    [
+        (0, 0, 0), (0, 1, 0), (0, 2, 0),
+        (1, 0, 0), (1, 1, 1), (1, 2, 2),
+        (2, 0, 0), (2, 1, 2), (2, 2, 2),
+    ],
+)
+def test_combination_rule_covers_all_nine_score_pairs(accuracy, completeness, expected):
+    # any 0 -> 0; otherwise more 1s than 2s -> 1; otherwise (as many 2s as 1s, or more) -> 2
+    assert combine_scores(accuracy, completeness) == expected
+
+
+def test_combination_rejects_out_of_range_scores():
+    with pytest.raises(ValueError, match="0, 1 or 2"):
+        combine_scores(3, 1)
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ([0, 0, 0, 2], 0),
+        ([2, 2, 1, 0], 2),
+        ([0, 2, 2, 0], 0),  # 2-2 tie: the score seen first wins (Counter.most_common order)
+        ([2, 0, 0, 2], 2),
+        ([1, 2, 0, None], 1),  # three-way tie among parsed samples: first one
+        ([None, 2, None, 0], 2),  # unparsed samples do not vote
+        ([None, None, None, 1], 1),
+        ([None, None, None, None], None),  # nothing parsed: no verdict
+        ([], None),
+    ],
+)
+def test_majority_vote_with_ties_and_unparsed_samples(scores, expected):
+    assert majority_vote(scores) == expected
+
+
+def test_majority_vote_matches_counter_most_common_on_every_four_sample_pattern():
+    from collections import Counter
+    from itertools import product
+
+    for scores in product([0, 1, 2], repeat=4):
+        assert majority_vote(list(scores)) == Counter(scores).most_common(1)[0][0]
+
+
+# --------------------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"Information Accuracy": 2, "Information Completeness": 1}', (2, 1, 2)),
+        ('{"Information Accuracy":0,"Information Completeness":2}', (0, 2, 0)),
+        ("```json\n{\n  \"Information Accuracy\": 1,\n  \"Information Completeness\": 1\n}\n```", (1, 1, 1)),
+        ("{'information accuracy': '2', 'information completeness': '2'}", (2, 2, 2)),
+        ("**Information Accuracy**: 1\n**Information Completeness**: 2\nThe candidate ...", (1, 2, 2)),
+        ("Accuracy = 0; Completeness = 0", (0, 0, 0)),
+        # the model first echoes the format line, then answers: the echo is skipped
+        ('{"Information Accuracy": {0/1/2}, "Information Completeness": {0/1/2}}\n'
+         '{"Information Accuracy": 2, "Information Completeness": 2}', (2, 2, 2)),
+        ("2", (None, None, 2)),  # a bare final score (the authors' earlier prompt)
+        (' "0" ', (None, None, 0)),
+    ],
+)
+def test_parse_scores_reads_messy_outputs(text, expected):
+    parsed = parse_scores(text)
+    assert parsed is not None
+    assert (parsed.accuracy, parsed.completeness, parsed.score) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "I cannot judge this.",
+        '{"Information Accuracy": 2}',  # one criterion missing
+        '{"Information Accuracy": 3, "Information Completeness": 2}',  # out of range
+        '{"Information Accuracy": 1.5, "Information Completeness": 2}',
+        '{"Information Accuracy": {0/1/2}, "Information Completeness": {0/1/2}}',
+        "12",
+    ],
+)
+def test_parse_scores_rejects_unreadable_outputs(text):
+    assert parse_scores(text) is None
+
+
+# ---------------------------------------------------------------------------------------- prompt
+
+
+def test_shipped_template_is_valid_and_renders_literal_braces():
+    t = PromptTemplate.load(PROMPT)
+    out = t.render("what is x", "cand text", "ref text")
+    assert "Question: what is x\nCandidate Answer: cand text\nStandard Answer: ref text\n" in out
+    assert '{"Information Accuracy": {0/1/2}, "Information Completeness": {0/1/2}}' in out
+    assert "{question}" not in out and "{candidate}" not in out and "{reference}" not in out
+
+
+def test_template_render_is_single_pass():
+    t = PromptTemplate("Q: {question} C: {candidate} R: {reference}")
+    assert t.render("{reference}", "{question}", "") == "Q: {reference} C: {question} R: "
+
+
+def test_template_missing_placeholder_names_the_file(tmp_path):
+    bad = tmp_path / "judge.txt"
+    bad.write_text("Question: {question}\nCandidate Answer: {candidate}\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"judge\.txt.*lacks placeholder\(s\) \{reference\}"):
+        PromptTemplate.load(bad)
+
+
+def test_template_with_the_papers_placeholders_gets_a_hint(tmp_path):
+    bad = tmp_path / "paper.txt"
+    bad.write_text("Question: {Input Question}\nCandidate Answer: {Input Candidate Answer}\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"write \{question\}, \{candidate\}, \{reference\}"):
+        PromptTemplate.load(bad)
+
+
+def test_template_repeated_placeholder_and_missing_file(tmp_path):
+    with pytest.raises(TemplateError, match="more than once"):
+        PromptTemplate("{question} {question} {candidate} {reference}", "x.txt")
+    with pytest.raises(TemplateError, match="not found"):
+        PromptTemplate.load(tmp_path / "nope.txt")
+
+
+def test_truncate_words():
+    assert truncate_words("a  b\nc d", 3) == "a b c"
+    assert truncate_words("a b", None) == "a b"
+
+
+# ------------------------------------------------------------------------------ settings, seeds
+
+
+def test_samples_spec_is_top_p_then_temperature():
+    assert parse_samples_spec(AUTHORS_SAMPLES) == [(0.7, 0.4), (0.8, 0.6), (0.9, 0.8), (0.8, 0.4)]
+    with pytest.raises(ValueError, match="--samples"):
+        parse_samples_spec("0.7-0.4")
+    with pytest.raises(ValueError, match="--samples"):
+        parse_samples_spec("1.5:0.4")
+
+
+def test_parse_keep():
+    assert parse_keep("0") == {0}
+    assert parse_keep("0,1") == {0, 1}
+    with pytest.raises(ValueError, match="--keep"):
+        parse_keep("3")
+
+
+def test_reference_choice_is_seeded_per_query():
+    pos = [f"d{i}" for i in range(10)]
+    assert choose_reference(pos, "q1", 13) == choose_reference(pos, "q1", 13)
+    assert len({choose_reference(pos, f"q{i}", 13) for i in range(50)}) > 3
+    assert len({choose_reference(pos, "q1", s) for s in range(50)}) > 3
+    with pytest.raises(ValueError, match="no positive"):
+        choose_reference([], "q1", 13)
+
+
+def test_sample_seeds_differ_per_sample_and_attempt():
+    seeds = {sample_seed(13, i, a) for i in range(4) for a in range(3)}
+    assert len(seeds) == 12
+    assert sample_seed(13, 0, 0) == sample_seed(13, 0, 0)
+
+
+def test_cache_key_covers_everything_that_determines_a_generation():
+    base = dict(backend="transformers", model_fingerprint="m", prompt="p", top_p=0.7, temperature=0.4, max_tokens=48, seed=1)
+    k = cache_key(**base)
+    assert cache_key(**base) == k
+    for field, value in [
+        ("backend", "http"), ("model_fingerprint", "m2"), ("prompt", "p "), ("top_p", 0.8),
+        ("temperature", 0.6), ("max_tokens", 49), ("seed", 2),
+    ]:
+        assert cache_key(**{**base, field: value}) != k, field
+
+
+# ------------------------------------------------------------------------- judging with a real LM
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The machines are shared: one thread is several times faster than two under load."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("judge-toy")
+    return write_toy_data(root / "data", n_queries=6, n_candidates=4), random_tiny_lm(root)
+
+
+@pytest.fixture(scope="module")
+def backend(toy):
+    from boostmdr.llm import get_backend
+
+    with get_backend("transformers", model=str(toy[1]), device="cpu") as b:
+        yield b
+
+
+SETTINGS = JudgeSettings(max_new_tokens=6, retries=1, seed=5)
+
+
+def _attempts(path):
+    return [a for _, r in read_jsonl(path) for s in r["samples"] for a in s["attempts"]]
+
+
+def test_verdicts_record_every_sample_and_the_provenance(toy, backend, tmp_path):
+    data, _ = toy
+    counts = run_verdicts(
+        data["candidates"], data["train"], data["corpus"], "xx", backend, PromptTemplate.load(PROMPT), SETTINGS,
+        tmp_path / "v.jsonl", cache_path=tmp_path / "c.sqlite",
+    )
+    recs = [r for _, r in read_jsonl(tmp_path / "v.jsonl")]
+    assert len(recs) == 6 * 4
+    r = recs[0]
+    assert set(r) >= {
+        "qid", "docid", "rank", "score", "reference_docid", "samples", "verdict", "backend", "model",
+        "template_sha256", "prompt_sha256", "prompt_tokens", "prefilled_tokens", "generated_tokens",
+    }
+    assert r["backend"] == "transformers" and r["model"] == str(toy[1])
+    assert [(s["top_p"], s["temperature"]) for s in r["samples"]] == parse_samples_spec(AUTHORS_SAMPLES)
+    train = {rec["qid"]: rec for _, rec in read_jsonl(data["train"])}
+    for rec in recs:
+        assert rec["reference_docid"] in train[rec["qid"]]["positives"]
+        assert rec["reference_docid"] == choose_reference(train[rec["qid"]]["positives"], rec["qid"], SETTINGS.seed)
+        for s in rec["samples"]:
+            # a random model rarely writes the format: unparsed attempts are retried once, kept raw
+            assert 1 <= len(s["attempts"]) <= 1 + SETTINGS.retries
+            assert all(isinstance(a["raw"], str) for a in s["attempts"])
+            assert (s["score"] is None) == (not s["attempts"][-1]["parsed"])
+        scores = [s["score"] for s in rec["samples"]]
+        assert rec["verdict"] == majority_vote(scores)
+    assert counts["generated"] == len(_attempts(tmp_path / "v.jsonl"))
+
+
+def test_cache_hits_same_inputs_and_misses_changed_settings(toy, backend, tmp_path):
+    data, _ = toy
+    template = PromptTemplate.load(PROMPT)
+    cache = tmp_path / "c.sqlite"
+    args = (data["candidates"], data["train"], data["corpus"], "xx", backend)
+    first = run_verdicts(*args, template, SETTINGS, tmp_path / "a.jsonl", cache_path=cache)
+    assert first["cached"] == 0 and first["generated"] > 0
+    n_rows = len(GenerationCache(cache))
+
+    again = run_verdicts(*args, template, SETTINGS, tmp_path / "b.jsonl", cache_path=cache)
+    assert again["generated"] == 0 and again["cached"] == first["generated"]
+    a = [r for _, r in read_jsonl(tmp_path / "a.jsonl")]
+    b = [r for _, r in read_jsonl(tmp_path / "b.jsonl")]
+    strip = lambda recs: [  # noqa: E731
+        (r["docid"], r["verdict"], [[x["raw"] for x in s["attempts"]] for s in r["samples"]]) for r in recs
+    ]
+    assert strip(a) == strip(b)
+
+    # one sampling setting changed (the 4th sample's temperature): only that sample is generated again
+    changed = JudgeSettings(samples=((0.7, 0.4), (0.8, 0.6), (0.9, 0.8), (0.8, 0.5)), max_new_tokens=6, retries=1, seed=5)
+    c = run_verdicts(*args, template, changed, tmp_path / "c.jsonl", cache_path=cache)
+    fourth = sum(len(r["samples"][3]["attempts"]) for r in [rec for _, rec in read_jsonl(tmp_path / "c.jsonl")])
+    assert c["generated"] == fourth and c["cached"] > 0
+    assert all(not x["cached"] for _, r in read_jsonl(tmp_path / "c.jsonl") for x in r["samples"][3]["attempts"])
+
+    # another template text: everything misses
+    other = PromptTemplate(template.text.replace("# Task Review:", "# Task review:"))
+    d = run_verdicts(*args, other, SETTINGS, tmp_path / "d.jsonl", cache_path=cache)
+    assert d["cached"] == 0 and d["generated"] > 0
+    assert len(GenerationCache(cache)) == n_rows + c["generated"] + d["generated"]
+
+    # deeper candidate lists reuse what was judged: cut to depth 2, then the full depth
+    e = run_verdicts(*args, template, JudgeSettings(max_new_tokens=6, retries=1, seed=5, depth=2), tmp_path / "e.jsonl", cache_path=cache)
+    assert e["generated"] == 0
+
+
+def _judge_cmd(data, model, out, cache, chunk=0, num_chunks=1, log=None):
+    cmd = [
+        sys.executable, "-m", "boostmdr.judge", "verdicts",
+        "--candidates", str(data["candidates"]), "--train", str(data["train"]), "--corpus", str(data["corpus"]),
+        "--lang", "xx", "--chunk", str(chunk), "--num-chunks", str(num_chunks),
+        "--backend", "transformers", "--model", str(model), "--device", "cpu",
+        "--prompt", str(PROMPT), "--max-new-tokens", "6", "--retries", "1", "--seed", "5",
+        "--batch-size", "4", "--cache", str(cache), "--out", str(out), "--threads", "1",
+    ]
+    if log:
+        cmd += ["--log", str(log)]
+    return cmd
+
+
+def _rows(cache: Path) -> int:
+    if not cache.exists():
+        return 0
+    con = sqlite3.connect(cache, timeout=30)
+    try:
+        return con.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    except sqlite3.OperationalError:  # table not created yet
+        return 0
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_killed_judge_resumes_without_losing_finished_work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("judge-kill")
+    data = write_toy_data(root / "data", n_queries=12, n_candidates=6, seed=3)
+    model = random_tiny_lm(root)
+    cache, out = root / "cache.sqlite", root / "verdicts.jsonl"
+    proc = subprocess.Popen(_judge_cmd(data, model, out, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while _rows(cache) < 40:
+            assert proc.poll() is None, "the judge finished before it could be killed; give it more work"
+            assert time.monotonic() < deadline, "the judge wrote nothing to its cache in time"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not out.exists()  # no complete-looking verdict file from a killed judge
+    before = _rows(cache)
+    con = sqlite3.connect(cache)
+    keys_before = {k for (k,) in con.execute("SELECT key FROM generations")}
+    con.close()
+
+    subprocess.run(_judge_cmd(data, model, out, cache), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    attempts = _attempts(out)
+    reused = sum(a["cached"] for a in attempts)
+    generated = sum(not a["cached"] for a in attempts)
+    # every generation finished before the kill is served from the cache, none is made again
+    assert reused >= before > 0
+    assert _rows(cache) == before + generated
+    con = sqlite3.connect(cache)
+    assert keys_before <= {k for (k,) in con.execute("SELECT key FROM generations")}
+    con.close()
+    assert len([1 for _ in read_jsonl(out)]) == 12 * 6
+
+
+@pytest.mark.slow
+def test_two_judges_share_one_cache_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("judge-two")
+    data = write_toy_data(root / "data", n_queries=8, n_candidates=4, seed=4)
+    model = random_tiny_lm(root)
+    cache = root / "shared.sqlite"
+    procs = [
+        subprocess.Popen(_judge_cmd(data, model, root / f"v{i}.jsonl", cache, i, 2, root / f"{i}.log"))
+        for i in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    generated = [sum(not a["cached"] for a in _attempts(root / f"v{i}.jsonl")) for i in range(2)]
+    assert all(g > 0 for g in generated)
+    assert _rows(cache) == sum(generated)
+    qids = [{r["qid"] for _, r in read_jsonl(root / f"v{i}.jsonl")} for i in range(2)]
+    assert qids[0].isdisjoint(qids[1]) and len(qids[0] | qids[1]) == 8
+    # both chunks again, in parallel: everything from the cache
+    procs = [subprocess.Popen(_judge_cmd(data, model, root / f"w{i}.jsonl", cache, i, 2)) for i in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert all(a["cached"] for i in range(2) for a in _attempts(root / f"w{i}.jsonl"))
+
+
+def test_cli_rejects_a_chunk_out_of_range(toy, tmp_path):
+    from boostmdr.judge import main
+
+    data, model = toy
+    with pytest.raises(SystemExit) as exc:
+        main(_judge_cmd(data, model, tmp_path / "v.jsonl", tmp_path / "c.sqlite", chunk=2, num_chunks=2)[3:])
+    assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------------------------- pool, stats
+
+
+def _verdict_file(path: Path, rows):
+    from boostmdr.formats import write_jsonl
+
+    write_jsonl(path, [{"qid": q, "docid": d, "verdict": v, "votes": {}} for q, d, v in rows])
+    return path
+
+
+def _pool_inputs(tmp_path):
+    from boostmdr.formats import Hit, write_jsonl, write_run
+
+    write_jsonl(tmp_path / "train.jsonl", [
+        {"qid": "1", "query": "q one", "positives": ["p1"], "negatives": []},
+        {"qid": "2", "query": "q two", "positives": ["p2"], "negatives": []},
+        {"qid": "3", "query": "q three", "positives": ["p3"], "negatives": []},
+    ])
+    write_run(tmp_path / "fused.trec", {
+        "1": [Hit("a", 4.0), Hit("b", 3.0), Hit("c", 2.0), Hit("d", 1.0)],
+        "2": [Hit("e", 2.0), Hit("f", 1.0)],
+    }, tag="fused")
+    v1 = _verdict_file(tmp_path / "v1.jsonl", [("1", "a", 0), ("1", "b", 2), ("1", "c", 1), ("1", "d", None)])
+    v2 = _verdict_file(tmp_path / "v2.jsonl", [("2", "e", 0), ("2", "f", 0)])
+    return tmp_path / "fused.trec", tmp_path / "train.jsonl", [v1, v2]
+
+
+def test_pool_keeps_verdict_zero_and_leaves_out_null_verdicts(tmp_path):
+    cands, train, verdicts = _pool_inputs(tmp_path)
+    recs = {r.qid: r for r in build_pool(cands, train, "xx", "stage1:toy", frozenset({0}), verdicts)}
+    assert [n.docid for n in recs["1"].negatives] == ["a"]
+    assert recs["1"].meta == {"candidates": 4, "removed": 2, "unjudged": 1}
+    assert [n.docid for n in recs["2"].negatives] == ["e", "f"]
+    assert recs["3"].negatives == []  # no candidates: kept with an empty list
+    n = recs["1"].negatives[0]
+    assert (n.rank, n.score, n.source, n.extra["verdict"]) == (1, 4.0, "stage1:toy", 0)
+
+
+def test_pool_keep_zero_and_one_drops_only_twos(tmp_path):
+    cands, train, verdicts = _pool_inputs(tmp_path)
+    recs = {r.qid: r for r in build_pool(cands, train, "xx", "stage1:toy", frozenset({0, 1}), verdicts)}
+    assert [(n.docid, n.rank) for n in recs["1"].negatives] == [("a", 1), ("c", 3)]
+
+
+def test_pool_without_judge_keeps_every_candidate(tmp_path):
+    from boostmdr.judge import main
+
+    cands, train, _ = _pool_inputs(tmp_path)
+    out = tmp_path / "pool.jsonl"
+    assert main(["pool", "--candidates", str(cands), "--train", str(train), "--lang", "xx", "--no-judge",
+                 "--source", "stage1:nojudge", "--out", str(out)]) == 0
+    recs = {r.qid: r for r in read_negatives(out)}
+    assert [n.docid for n in recs["1"].negatives] == ["a", "b", "c", "d"]
+    assert recs["1"].negatives[0].extra == {"judged": False} and recs["1"].lang == "xx"
+
+
+def test_pool_refuses_missing_verdicts(tmp_path):
+    cands, train, verdicts = _pool_inputs(tmp_path)
+    with pytest.raises(ValueError, match="2 candidates have no verdict"):
+        build_pool(cands, train, "xx", "stage1:toy", frozenset({0}), verdicts[:1])
+
+
+def test_stats_elimination_rate_precision_and_recall(tmp_path):
+    cands, train, verdicts = _pool_inputs(tmp_path)
+    truth = tmp_path / "truth.tsv"
+    # truly relevant: 1/b (removed: TP), 2/e (kept: FN); 1/c removed but not relevant (FP)
+    truth.write_text("1 Q0 p1 1\n1 Q0 b 1\n2 Q0 e 1\n1 Q0 a 0\n", encoding="utf-8")
+    stats = verdict_stats(verdicts, "xx", frozenset({0}), truth)
+    assert stats["candidates"] == 6 and stats["judged"] == 5 and stats["null_verdicts"] == 1
+    assert stats["removed"] == 2 and stats["elimination_rate"] == pytest.approx(2 / 5)
+    t = stats["truth"]
+    assert (t["true_positives"], t["false_positives"], t["false_negatives"], t["true_negatives"]) == (1, 1, 1, 2)
+    assert t["precision"] == pytest.approx(0.5) and t["recall"] == pytest.approx(0.5)
+    assert t["false_negative_rate_among_candidates"] == pytest.approx(2 / 5)
+    loose = verdict_stats(verdicts, "xx", frozenset({0, 1}))
+    assert loose["removed"] == 1 and "truth" not in loose
+
+
+def test_stats_cli_writes_json(tmp_path):
+    from boostmdr.judge import main
+
+    _, _, verdicts = _pool_inputs(tmp_path)
+    out = tmp_path / "stats.json"
+    assert main(["stats", "--verdicts", *map(str, verdicts), "--lang", "xx", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["elimination_rate"] == pytest.approx(2 / 5)

@@ -1,0 +1,253 @@
+"""LLM backends: the registry, the transformers backend's single prefill per prompt and exact prefix
+reuse, vLLM's request grouping, and the HTTP backend against a real `transformers serve` on loopback
+(retries, errors, and an API key that never reaches a log or an output)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from judge_fixtures import PROMPT, hide_second_positives, random_tiny_lm, trained_topic_judge, write_toy_data
+
+from boostmdr.formats import read_jsonl
+from boostmdr.judge import JudgeSettings, PromptTemplate, majority_vote, run_verdicts
+from boostmdr.llm import BACKENDS, BackendError, BackendUnavailable, GenerationRequest, SamplingSettings, get_backend
+from boostmdr.llm.vllm_backend import assemble, flatten, sampling_kwargs
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The machines are shared: one thread is several times faster than two under load."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return random_tiny_lm(tmp_path_factory.mktemp("backends"))
+
+
+@pytest.fixture(scope="module")
+def tf_backend(model_dir):
+    with get_backend("transformers", model=str(model_dir), device="cpu") as b:
+        yield b
+
+
+def _prompt(question: str, candidate: str = "ka mi to su lo", reference: str = "pe di ba zu") -> str:
+    return PromptTemplate.load(PROMPT).render(question, candidate, reference)
+
+
+# -------------------------------------------------------------------------------------------- registry
+
+
+def test_registry_rejects_unknown_backend_listing_the_choices():
+    with pytest.raises(ValueError, match=r"unknown LLM backend 'gpt'.*\['http', 'transformers', 'vllm'\]"):
+        get_backend("gpt", model="x")
+    assert sorted(BACKENDS) == ["http", "transformers", "vllm"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_vllm_missing_names_what_to_install_and_never_falls_back():
+    with pytest.raises(BackendUnavailable) as err:
+        get_backend("vllm", model="x")
+    msg = str(err.value)
+    assert "'vllm' is not installed" in msg and "requirements/vllm.txt" in msg and "CUDA" in msg
+    assert "usable in this environment: ['transformers', 'http']" in msg
+
+
+def test_vllm_requests_flatten_with_siblings_adjacent_and_regroup_in_order():
+    s = [SamplingSettings(0.4, 0.7, 8, 1), SamplingSettings(0.6, 0.8, 8, 2)]
+    reqs = [GenerationRequest("p0", tuple(s)), GenerationRequest("p1", (s[1],))]
+    prompts, settings, owners = flatten(reqs)
+    assert prompts == ["p0", "p0", "p1"] and owners == [(0, 0), (0, 1), (1, 0)] and settings == [s[0], s[1], s[1]]
+    assert sampling_kwargs(s[0]) == {"n": 1, "temperature": 0.4, "top_p": 0.7, "max_tokens": 8, "seed": 1}
+    # vLLM may hand results back in its own order; owners put them back
+    out = assemble(reqs, [owners[1], owners[2], owners[0]], [("b", 10, 8, 2), ("c", 7, 0, 3), ("a", 10, 0, 4)])
+    assert [r.texts for r in out] == [["a", "b"], ["c"]]
+    # prefix caching: the second sample of p0 prefilled only 2 of its 10 tokens
+    assert (out[0].prompt_tokens, out[0].prefilled_tokens, out[0].generated_tokens) == (10, 12, 6)
+    with pytest.raises(ValueError, match="outputs for"):
+        assemble(reqs, owners, [("a", 1, 0, 1)])
+
+
+# ------------------------------------------------------------------------------------ transformers
+
+
+def test_transformers_prefills_each_prompt_once_for_all_its_samples(model_dir):
+    with get_backend("transformers", model=str(model_dir), device="cpu", share_prefix=False) as b:
+        prompt = _prompt("wo ra ne")
+        n_tokens = len(b.encode(prompt))
+        samples = tuple(SamplingSettings(t, p, 6, seed) for seed, (p, t) in enumerate([(0.7, 0.4), (0.8, 0.6), (0.9, 0.8), (0.8, 0.4)]))
+        res = b.generate([GenerationRequest(prompt, samples)])[0]
+        assert len(res.texts) == 4
+        assert b.stats["prefill_calls"] == 1
+        assert res.prefilled_tokens == res.prompt_tokens == b.stats["prefilled_tokens"] == n_tokens
+        # the naive way: four independent calls, four prefills
+        for s in samples:
+            b.generate([GenerationRequest(prompt, (s,))])
+        assert b.stats["prefill_calls"] == 5 and b.stats["prefilled_tokens"] == 5 * n_tokens
+
+
+def test_transformers_prefix_reuse_is_exact_and_counts_only_new_tokens(model_dir, tf_backend):
+    greedy = (SamplingSettings(0.0, 1.0, 8, 0),)
+    a, b = _prompt("wo ra ne", "ka mi"), _prompt("wo ra ne", "su lo pe")
+    with get_backend("transformers", model=str(model_dir), device="cpu", share_prefix=False) as fresh:
+        expect = [fresh.generate([GenerationRequest(p, greedy)])[0].texts for p in (a, b)]
+    tf_backend._prefix = None
+    first, second = tf_backend.generate([GenerationRequest(a, greedy), GenerationRequest(b, greedy)])
+    assert [first.texts, second.texts] == expect
+    shared = second.extra["reused_prefix_tokens"]
+    assert shared > 250  # the template header and the question
+    assert second.prefilled_tokens == second.prompt_tokens - shared
+
+
+def test_transformers_samples_are_reproducible_from_their_seeds(tf_backend):
+    samples = tuple(SamplingSettings(1.0, 0.9, 8, seed) for seed in (1, 2, 1))
+    r1 = tf_backend.generate([GenerationRequest(_prompt("gi ha"), samples)])[0]
+    r2 = tf_backend.generate([GenerationRequest(_prompt("gi ha"), samples)])[0]
+    assert r1.texts == r2.texts
+    assert r1.texts[0] == r1.texts[2]  # same seed, same sample, whatever its neighbours
+
+
+def test_transformers_names_the_context_limit(tf_backend):
+    long = _prompt(" ".join(["ka"] * 1200))
+    with pytest.raises(BackendError, match=r"max_position_embeddings=1024.*--max-passage-words"):
+        tf_backend.generate([GenerationRequest(long, (SamplingSettings(),))])
+
+
+# -------------------------------------------------------------------------------------------- http
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`transformers serve` on 127.0.0.1 with the tiny judge-fine-tuned model, always shut down."""
+    model_dir, held = trained_topic_judge(tmp_path_factory.mktemp("served-model"))
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "transformers"), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve not ready after 180 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1", str(model_dir), held
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_http_backend_generates_against_transformers_serve(served):
+    url, model, _ = served
+    with get_backend("http", model=model, base_url=url, api_key_env="BOOSTMDR_UNSET_KEY", concurrency=2) as b:
+        samples = (SamplingSettings(0.4, 0.7, 6, 1), SamplingSettings(0.8, 0.9, 6, 2))
+        res = b.generate([GenerationRequest(_prompt("ka mi"), samples), GenerationRequest(_prompt("to su"), samples[:1])])
+    assert [len(r.texts) for r in res] == [2, 1]
+    assert all(isinstance(t, str) for r in res for t in r.texts)
+    # one HTTP request per sample: every sample paid its own prefill
+    assert res[0].prefilled_tokens == 2 * res[0].prompt_tokens > 0
+    assert 0 < res[0].generated_tokens <= 12
+
+
+@pytest.mark.slow
+def test_http_client_errors_fail_at_once_with_the_servers_message(served):
+    url, _, _ = served
+    with get_backend("http", model="not-the-served-model", base_url=url, max_retries=3, backoff=0.01) as b:
+        with pytest.raises(BackendError, match=r"HTTP 400.*pinned") as err:
+            b.generate([GenerationRequest("hello", (SamplingSettings(max_tokens=2),))])
+        assert b.retries_done == 0
+    assert "--base-url" in str(err.value)
+
+
+def test_http_connection_errors_are_retried_with_backoff_then_reported():
+    port = _free_port()  # nothing listens there
+    with get_backend("http", model="m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff=0.01, timeout=2) as b:
+        t0 = time.monotonic()
+        with pytest.raises(BackendError, match="failed after 3 attempts: ConnectError"):
+            b.generate([GenerationRequest("hello", (SamplingSettings(max_tokens=2),))])
+        assert b.retries_done == 2 and time.monotonic() - t0 < 10
+
+
+@pytest.mark.slow
+def test_judge_over_http_never_writes_the_api_key(served, tmp_path):
+    url, model, _ = served
+    data = write_toy_data(tmp_path / "data", n_queries=2, n_candidates=2)
+    secret = "sk-boostmdr-test-5f1c9a77e2"
+    env = {**os.environ, "BOOSTMDR_TEST_KEY": secret, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out, log, cache = tmp_path / "v.jsonl", tmp_path / "judge.log", tmp_path / "cache.sqlite"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "boostmdr.judge", "verdicts",
+            "--candidates", str(data["candidates"]), "--train", str(data["train"]), "--corpus", str(data["corpus"]),
+            "--lang", "xx", "--backend", "http", "--model", model, "--base-url", url,
+            "--api-key-env", "BOOSTMDR_TEST_KEY", "--concurrency", "2", "--prompt", str(PROMPT),
+            "--max-new-tokens", "6", "--retries", "0", "--cache", str(cache), "--out", str(out), "--log", str(log),
+        ],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = out.read_text()
+    assert recs.count('"backend": "http"') == 4  # 2 queries x 2 candidates judged
+    assert "'api_key_set': True" in log.read_text()  # the key was read and used...
+    con = sqlite3.connect(cache)
+    dump = "\n".join(con.iterdump())
+    con.close()
+    for text in (recs, log.read_text(), proc.stdout, proc.stderr, dump):  # ...and written nowhere
+        assert secret not in text
+        assert secret[8:] not in text
+
+
+@pytest.mark.slow
+def test_judge_verdicts_over_http_match_the_judge_protocol(served, tmp_path):
+    url, model, held = served
+    data = hide_second_positives(held, tmp_path / "data", n_queries=3)
+    with get_backend("http", model=model, base_url=url, api_key_env="BOOSTMDR_UNSET_KEY", concurrency=2) as b:
+        counts = run_verdicts(
+            data["candidates"], data["train"], data["corpus"], "xx", b, PromptTemplate.load(PROMPT),
+            JudgeSettings(max_new_tokens=24, retries=1), tmp_path / "v.jsonl", cache_path=tmp_path / "c.sqlite",
+        )
+    assert counts["generated"] >= 3 * 3 * 4 and counts["prefilled_tokens"] > 0
+    recs = [r for _, r in read_jsonl(tmp_path / "v.jsonl")]
+    assert len(recs) == 9
+    # the fine-tuned tiny judge answers in the prompt's format through the server too
+    assert sum(r["verdict"] is not None for r in recs) >= 8
+    for r in recs:
+        assert r["verdict"] == majority_vote([s["score"] for s in r["samples"]])

@@ -1,0 +1,176 @@
+"""The tiny local causal LM: standard Hugging Face layout, a tokenizer that handles scores and JSON,
+judge fine-tuning from training labels only, and a trained judge that beats chance on unseen queries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from judge_fixtures import PROMPT, hide_second_positives, random_tiny_lm, trained_topic_judge, write_topic_world
+
+from boostmdr.formats import read_jsonl
+from boostmdr.judge import JudgeSettings, PromptTemplate, format_scores, render_judge_prompt, run_verdicts, verdict_stats
+from boostmdr.tiny_lm import JudgeExamples, JudgeTrainSettings, answer_loss, read_labelled
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def random_lm(tmp_path_factory):
+    return random_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+def test_saved_in_hugging_face_layout_and_loadable(random_lm):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (random_lm / name).is_file(), name
+    model = AutoModelForCausalLM.from_pretrained(random_lm)
+    tok = AutoTokenizer.from_pretrained(random_lm)
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 2
+    assert model.config.max_position_embeddings == 1024
+    gen = GenerationConfig.from_pretrained(random_lm)
+    assert gen.do_sample is True and gen.eos_token_id == tok.eos_token_id  # servers honour temperature/top_p
+    summary = json.loads((random_lm / "boostmdr_tiny_lm.json").read_text())
+    assert summary["model"]["hidden"] == 32 and "judge_finetuning" not in summary
+
+
+def test_tokenizer_splits_digits_and_round_trips_the_answer(random_lm):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(random_lm)
+    answer = format_scores(2, 1)
+    ids = tok(answer, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == answer
+    assert [tok.decode([i]) for i in tok("2012", add_special_tokens=False)["input_ids"]] == ["2", "0", "1", "2"]
+    assert tok("x")["input_ids"][0] == tok.bos_token_id
+    # the whole judge prompt, with two 48-word passages, fits the context with room to answer
+    text = render_judge_prompt(PromptTemplate.load(PROMPT), "ka mi to", " ".join(["kami"] * 60), " ".join(["tosu"] * 60), 48)
+    assert len(tok(text)["input_ids"]) + 64 < 1024
+
+
+def test_judge_examples_are_balanced_and_come_from_the_labels(tmp_path, random_lm):
+    from transformers import AutoTokenizer
+
+    world = write_topic_world(tmp_path / "w", 10, seed=3)
+    queries, texts = read_labelled(world)
+    tok = AutoTokenizer.from_pretrained(random_lm)
+    s = JudgeTrainSettings(empty_reference_fraction=0.0, random_negative_fraction=0.0)
+    stream = JudgeExamples(tok, PromptTemplate.load(PROMPT), [(queries, texts)], s)
+    by_query = {q.query: q for q in queries}
+    batch = stream.batch(8)
+    for i, (prompt_ids, answer_ids) in enumerate(batch):
+        relevant = i % 2 == 0
+        assert tok.decode(answer_ids, skip_special_tokens=True) == format_scores(*(2, 2) if relevant else (0, 0))
+        prompt = tok.decode(prompt_ids, skip_special_tokens=True)
+        question = prompt.split("Question: ")[1].split("\n")[0]
+        candidate = prompt.split("Candidate Answer: ")[1].split("\n")[0]
+        reference = prompt.split("Standard Answer: ")[1].split("\n")[0]
+        q = by_query[question]
+        assert reference in {texts[p] for p in q.positives}
+        pool = q.positives if relevant else q.negatives
+        assert candidate in {texts[d] for d in pool} and candidate != reference
+
+
+def test_labels_come_from_a_prepared_data_directory(tmp_path):
+    world = write_topic_world(tmp_path / "w", 3, seed=6)
+    by_dir, by_file = read_labelled(world), read_labelled(world / "train.jsonl")
+    assert by_dir == by_file and len(by_dir[0]) == 3
+    with pytest.raises(FileNotFoundError, match="prepared-data directory with train.jsonl"):
+        read_labelled(tmp_path)
+
+
+def test_shared_prefix_loss_equals_the_plain_forward(random_lm, tmp_path):
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    world = write_topic_world(tmp_path / "w", 6, seed=4)
+    tok = AutoTokenizer.from_pretrained(random_lm)
+    model = AutoModelForCausalLM.from_pretrained(random_lm)
+    stream = JudgeExamples(tok, PromptTemplate.load(PROMPT), [read_labelled(world)], JudgeTrainSettings())
+    batch = stream.batch(4)
+    loss, lm_loss = answer_loss(model, batch, tok.pad_token_id)
+    assert lm_loss.item() == 0.0
+    with torch.no_grad():
+        terms = []
+        for p, a in batch:
+            logits = model(input_ids=torch.tensor([p + a])).logits[0]
+            terms += [F.cross_entropy(logits[len(p) - 1 + j][None], torch.tensor([a[j]])) for j in range(len(a))]
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-4)
+
+
+def test_cli_builds_and_fine_tunes(tmp_path):
+    world = write_topic_world(tmp_path / "w", 8, seed=5)
+    out = tmp_path / "lm"
+    subprocess.run(
+        [
+            sys.executable, "-m", "boostmdr.tiny_lm", "--tokenizer-corpus", str(world / "corpus.jsonl"),
+            "--train", str(world), "--prompt", str(PROMPT), "--out", str(out), "--vocab-size", "500",
+            "--hidden", "32", "--heads", "2", "--intermediate", "64", "--max-steps", "3", "--batch-size", "4",
+            "--threads", "1", "--log", str(tmp_path / "lm.log"),
+        ],
+        check=True, capture_output=True, timeout=300,
+    )
+    info = json.loads((out / "boostmdr_tiny_lm.json").read_text())
+    assert info["judge_finetuning"]["steps"] == 3 and info["judge_finetuning"]["data"] == [str(world)]
+    assert "saved tiny LM" in (tmp_path / "lm.log").read_text()
+
+
+@pytest.mark.slow
+def test_trained_tiny_judge_beats_chance_on_unseen_queries(tmp_path_factory):
+    """300 steps on 200 labelled queries; then, on 40 queries never seen, (a) the model's preference for
+    score 2 over 0 separates a relevant candidate from a rel-0 one, and (b) the full judge (four sampled
+    verdicts, majority vote) finds relevant candidates that the labels do not mark, like planted false
+    negatives: the second positive of each held-out query is left unlabelled among its candidates."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from boostmdr.llm import get_backend
+
+    root = tmp_path_factory.mktemp("tiny-judge")
+    model_dir, held = trained_topic_judge(root)
+    queries, texts = read_labelled(held)
+    template = PromptTemplate.load(PROMPT)
+
+    # (a) score-2 vs score-0 preference at the first score token
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    pre = tok('{"Information Accuracy": ', add_special_tokens=False)["input_ids"]
+    two, zero = (tok(f'{{"Information Accuracy": {d}', add_special_tokens=False)["input_ids"][len(pre)] for d in (2, 0))
+    pos, neg = [], []
+    with torch.no_grad():
+        for q in queries:
+            for cand, bucket in [(q.positives[1], pos), (q.negatives[0], neg)]:
+                ids = tok(render_judge_prompt(template, q.query, texts[cand], texts[q.positives[0]], 48))["input_ids"]
+                logits = model(input_ids=torch.tensor([ids + pre]), logits_to_keep=1).logits[0, -1]
+                bucket.append(float(logits[two] - logits[zero]))
+    auc = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg))
+    assert auc > 0.75, f"AUC {auc:.3f} on {len(pos)}+{len(neg)} held-out pairs (chance: 0.5)"
+
+    # (b) the judge protocol, with the second positive hidden among the candidates
+    judge = hide_second_positives(held, root / "judge-input")
+    with get_backend("transformers", model=str(model_dir), device="cpu") as backend:
+        run_verdicts(
+            judge["candidates"], judge["train"], judge["corpus"], "xx", backend, template,
+            JudgeSettings(max_new_tokens=24, retries=1, max_passage_words=48), root / "verdicts.jsonl",
+        )
+    stats = verdict_stats([root / "verdicts.jsonl"], "xx", frozenset({0}), judge["truth"])
+    t = stats["truth"]
+    base_rate = t["false_negative_rate_among_candidates"]
+    assert base_rate == pytest.approx(1 / 3)
+    assert stats["null_verdicts"] <= 0.1 * stats["candidates"]  # the model writes the format
+    # chance: a judge removing candidates at random has precision = base rate, recall = elimination rate
+    assert t["precision"] is not None and t["precision"] > base_rate + 0.2, t
+    assert t["recall"] > stats["elimination_rate"] + 0.15, (t, stats["elimination_rate"])
+    assert [r["verdict"] for _, r in read_jsonl(root / "verdicts.jsonl")].count(None) == stats["null_verdicts"]
