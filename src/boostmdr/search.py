@@ -1,0 +1,289 @@
+"""Exact dense search over sharded corpus embeddings (faiss ``IndexFlatIP``), merged into one TREC run.
+
+Each shard ``.npz`` (from :mod:`boostmdr.encode`) is loaded, searched exactly by inner product, reduced
+to its top ``depth`` per query and merged into the running top ``depth``; only one shard is in memory at a
+time. Ranking is deterministic, ties included: score descending, then docid ascending, both inside a
+shard (a tie at a shard's cut-off is widened until every tied passage is seen) and across shards.
+
+Optionally, for every labelled positive of a query (``train.jsonl``), the same model's score is written
+as ``qid<TAB>docid<TAB>score``, whichever shard holds the passage: the hard-negative miners compare
+candidates against it.
+
+Library entry points: :func:`search_shards` (embeddings in, run out; the generation stage reuses it
+with generated queries), :func:`dense_search` (encoder + topics), :func:`topk_inner_product`,
+:func:`merge_hits`, :func:`read_positive_scores`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from boostmdr.encode import read_shard
+from boostmdr.formats import (
+    FormatError,
+    Hit,
+    Run,
+    atomic_write,
+    open_text,
+    read_jsonl,
+    read_topics,
+    sort_hits,
+    write_run,
+)
+from boostmdr.utils import set_threads, setup_logging
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------- search
+
+
+def topk_inner_product(q_emb: np.ndarray, emb: np.ndarray, depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Exact top-``depth`` rows of ``emb`` by inner product with each query, with every boundary tie.
+
+    Returns, per query, ``(scores, rows)`` holding all rows whose score is at least the ``depth``-th best
+    score (so possibly more than ``depth`` when passages tie at the cut-off), best first. Ties are then
+    broken by the caller on docids; faiss alone would keep an arbitrary subset of tied rows.
+    """
+    import faiss
+
+    q_emb = np.ascontiguousarray(q_emb, dtype=np.float32)
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    n, nq = emb.shape[0], q_emb.shape[0]
+    if nq and q_emb.shape[1] != emb.shape[1]:
+        raise ValueError(f"query vectors have dimension {q_emb.shape[1]} but passages {emb.shape[1]}")
+    if n == 0 or nq == 0 or depth <= 0:
+        return [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(nq)]
+    index = faiss.IndexFlatIP(emb.shape[1])
+    index.add(emb)
+    k = min(n, depth + 1)
+    scores, rows = index.search(q_emb, k)
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for qi in range(nq):
+        s, r = scores[qi], rows[qi]
+        kk = k
+        # The depth-th score ties with the last one returned: widen until the tie run ends (or all rows).
+        while kk < n and kk > depth and s[depth - 1] == s[kk - 1]:
+            kk = min(n, kk * 2)
+            s2, r2 = index.search(q_emb[qi : qi + 1], kk)
+            s, r = s2[0], r2[0]
+        cut = min(depth, kk) - 1
+        keep = s >= s[cut]
+        out.append((s[keep], r[keep].astype(np.int64)))
+    return out
+
+
+def search_shard(q_emb: np.ndarray, emb: np.ndarray, ids: Sequence[str], depth: int) -> list[list[Hit]]:
+    """Top ``depth`` hits of one shard per query, ranked by score then docid."""
+    return [
+        sort_hits(Hit(ids[int(j)], float(s)) for s, j in zip(scores, rows, strict=True))[:depth]
+        for scores, rows in topk_inner_product(q_emb, emb, depth)
+    ]
+
+
+def merge_hits(lists: Sequence[Sequence[Hit]], depth: int | None) -> list[Hit]:
+    """Merge ranked lists of the same query (from different shards) into one top ``depth`` list."""
+    merged = sort_hits(h for hits in lists for h in hits)
+    return merged if depth is None else merged[:depth]
+
+
+@dataclass
+class SearchResult:
+    run: Run
+    """Top ``depth`` hits per query id (queries with no hits are absent)."""
+    positive_scores: list[tuple[str, str, float]] = field(default_factory=list)
+    """``(qid, docid, score)`` for each requested positive, in query order then positive order."""
+
+
+def search_shards(
+    q_emb: np.ndarray,
+    qids: Sequence[str],
+    shards: Sequence[str | os.PathLike],
+    depth: int,
+    positives: Mapping[str, Sequence[str]] | None = None,
+    show_progress: bool = True,
+) -> SearchResult:
+    """Search each shard file in turn, keeping the running top ``depth`` per query.
+
+    ``q_emb`` rows match ``qids``. With ``positives`` (``{qid: [docid, ...]}``), also scores each
+    listed positive against its query, in whichever shard holds it; a positive found in no shard is an
+    error naming it.
+    """
+    from tqdm.auto import tqdm
+
+    if len(qids) != len(q_emb):
+        raise ValueError(f"{len(qids)} query ids but {len(q_emb)} query vectors")
+    if len(set(qids)) != len(qids):
+        raise ValueError("duplicate query ids")
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    if not shards:
+        raise ValueError("no shard files to search")
+    q_emb = np.ascontiguousarray(q_emb, dtype=np.float32)
+    best: list[list[Hit]] = [[] for _ in qids]
+    qrow = {q: i for i, q in enumerate(qids)}
+    wanted: dict[str, list[tuple[int, int]]] = {}  # docid -> [(query row, position in the output)]
+    pos_out: list[tuple[str, str, float] | None] = []
+    for qid, docids in (positives or {}).items():
+        if qid not in qrow:
+            raise ValueError(f"positives given for query {qid!r}, which is not among the searched queries")
+        for docid in docids:
+            wanted.setdefault(docid, []).append((qrow[qid], len(pos_out)))
+            pos_out.append(None)
+    seen_docs = 0
+    for path in tqdm(shards, desc="search shards", disable=not show_progress or len(shards) < 2):
+        t0 = time.perf_counter()
+        emb, ids = read_shard(path)
+        seen_docs += len(ids)
+        if len(ids) and len(q_emb) and emb.shape[1] != q_emb.shape[1]:
+            raise FormatError(
+                path,
+                None,
+                f"passage vectors have dimension {emb.shape[1]} but the queries {q_emb.shape[1]} "
+                "(shards encoded with a different model?)",
+            )
+        for i, hits in enumerate(search_shard(q_emb, emb, ids, depth)):
+            best[i] = merge_hits([best[i], hits], depth)
+        if wanted:
+            row_of = {d: j for j, d in enumerate(ids)}
+            for docid, targets in wanted.items():
+                j = row_of.get(docid)
+                if j is None:
+                    continue
+                for qi, slot in targets:
+                    pos_out[slot] = (qids[qi], docid, float(np.dot(q_emb[qi], emb[j])))
+        log.info("searched %s (%d passages) in %.1f s", path, len(ids), time.perf_counter() - t0)
+        del emb, ids
+    missing = sorted({docid for docid, targets in wanted.items() if pos_out[targets[0][1]] is None})
+    if missing:
+        raise ValueError(
+            f"{len(missing)} labelled positive(s) are in none of the {len(shards)} shards "
+            f"({seen_docs} passages), e.g. {missing[:5]}; were the shards made from the same corpus?"
+        )
+    run = {qid: hits for qid, hits in zip(qids, best, strict=True) if hits}
+    return SearchResult(run, [p for p in pos_out if p is not None])
+
+
+def dense_search(
+    encoder,
+    topics: Mapping[str, str],
+    shards: Sequence[str | os.PathLike],
+    depth: int,
+    positives: Mapping[str, Sequence[str]] | None = None,
+    batch_size: int = 64,
+) -> SearchResult:
+    """Encode ``topics`` (``{qid: query}``) as queries with ``encoder`` and run :func:`search_shards`."""
+    qids = list(topics)
+    t0 = time.perf_counter()
+    q_emb = encoder.encode_queries([topics[q] for q in qids], batch_size=batch_size, show_progress=len(qids) > 2000)
+    log.info("encoded %d queries in %.1f s", len(qids), time.perf_counter() - t0)
+    return search_shards(q_emb, qids, shards, depth, positives)
+
+
+# ----------------------------------------------------------------------------------- positive files
+
+
+def read_positives(path: str | os.PathLike) -> dict[str, list[str]]:
+    """``{qid: [positive docid, ...]}`` from a prepared ``train.jsonl``."""
+    out: dict[str, list[str]] = {}
+    for lineno, rec in read_jsonl(path):
+        try:
+            qid = str(rec["qid"])
+            pos = [str(d) for d in rec["positives"]]
+        except (KeyError, TypeError):
+            raise FormatError(path, lineno, "expected 'qid' and a 'positives' list") from None
+        if qid in out:
+            raise FormatError(path, lineno, f"duplicate query id {qid!r}")
+        out[qid] = pos
+    return out
+
+
+def write_positive_scores(path: str | os.PathLike, rows: Sequence[tuple[str, str, float]]) -> None:
+    """Write ``qid<TAB>docid<TAB>score`` lines atomically."""
+    with atomic_write(path) as fh:
+        for qid, docid, score in rows:
+            fh.write(f"{qid}\t{docid}\t{score:.6f}\n")
+
+
+def read_positive_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """Read a ``positives.tsv`` (``qid<TAB>docid<TAB>score``) into ``{qid: {docid: score}}``."""
+    out: dict[str, dict[str, float]] = {}
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                raise FormatError(path, lineno, f"expected 'qid<TAB>docid<TAB>score', got {len(parts)} fields")
+            try:
+                score = float(parts[2])
+            except ValueError:
+                raise FormatError(path, lineno, f"score {parts[2]!r} is not a number") from None
+            out.setdefault(parts[0], {})[parts[1]] = score
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from boostmdr.encoder import Encoder, add_settings_arguments, settings_overrides
+
+    parser = argparse.ArgumentParser(prog="python -m boostmdr.search", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="encoder directory or hub id (offline)")
+    parser.add_argument("--topics", required=True, help="qid<TAB>query file")
+    parser.add_argument("--shards", nargs="+", required=True, help="shard .npz files (from boostmdr.encode)")
+    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--tag", required=True, help="run tag (6th TREC column)")
+    parser.add_argument("--out", required=True, help="output TREC run")
+    parser.add_argument("--positives", default=None, help="prepared train.jsonl: score every labelled positive")
+    parser.add_argument("--positive-scores-out", default=None, help="qid<TAB>docid<TAB>score output")
+    parser.add_argument("--batch-size", type=int, default=64, help="query encoding batch size")
+    parser.add_argument("--log", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    add_settings_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log)
+    set_threads(args.threads)
+    if (args.positives is None) != (args.positive_scores_out is None):
+        parser.error("--positives and --positive-scores-out go together")
+    if any(c.isspace() for c in args.tag) or not args.tag:
+        parser.error(f"--tag {args.tag!r} must be non-empty and contain no whitespace")
+    for p in [args.topics, *args.shards, *([args.positives] if args.positives else [])]:
+        if not Path(p).is_file():
+            parser.error(f"input file not found: {p}")
+    if args.threads:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+
+    topics = read_topics(args.topics)
+    positives = None
+    if args.positives:
+        all_pos = read_positives(args.positives)
+        unknown = [q for q in all_pos if q not in topics]
+        if unknown:
+            raise ValueError(
+                f"{args.positives}: {len(unknown)} queries are not in {args.topics} (e.g. {unknown[:5]}); "
+                "the positives and topics must describe the same training queries"
+            )
+        positives = {q: all_pos[q] for q in topics if q in all_pos}
+    encoder = Encoder.from_pretrained(args.model, overrides=settings_overrides(args))
+    result = dense_search(encoder, topics, args.shards, args.depth, positives, batch_size=args.batch_size)
+    write_run(args.out, result.run, args.tag, args.depth)
+    log.info("wrote %s: %d of %d queries, depth %d", args.out, len(result.run), len(topics), args.depth)
+    if args.positive_scores_out:
+        write_positive_scores(args.positive_scores_out, result.positive_scores)
+        log.info("wrote %s: %d positive scores", args.positive_scores_out, len(result.positive_scores))
+
+
+if __name__ == "__main__":
+    main()
