@@ -26,7 +26,7 @@ $(STAMP): requirements/cpu.lock requirements/constraints-cpu.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	snakemake --cores $(CORES) --configfile config/config.yaml
+	snakemake --cores $(CORES) --configfile config/config.yaml demo
 
 test: $(STAMP)
 	pytest -v tests

@@ -44,6 +44,7 @@ def get_judge_params(wildcards):
         "model": spec["model"],
         "samples": ",".join(f"{p}:{t}" for p, t in spec["samples"]),
         "max_new_tokens": spec["max_new_tokens"],
+        "max_passage_words": f"--max-passage-words {spec['max_passage_words']}" if spec["max_passage_words"] else "",
         "retries": spec["retries"],
         "seed": spec["seed"],
     }
@@ -85,7 +86,7 @@ rule judge:
         " --lang {wildcards.lang} --chunk {wildcards.chunk} --num-chunks {wildcards.nchunks}"
         " --backend {params.judge[backend]} --model {params.judge[model]} {params.backend_flags}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
-        " --max-new-tokens {params.judge[max_new_tokens]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
+        " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
         " --cache results/cache/judge-{wildcards.judge}.sqlite --out {output} --threads {threads} --log {log}"
 
 
