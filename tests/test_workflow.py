@@ -33,10 +33,12 @@ OVERLAY = {
             "tiny-bge": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "warmup_steps": 200,
                          "batch_size": 32}
         },
-        "causal_lms": {"tiny-judge": {"hidden": 48, "layers": 1, "heads": 2, "intermediate": 96, "train_steps": 30}},
+        # The judge LM keeps its default training (it must emit parseable verdicts).
+        "causal_lms": {"tiny-judge": {"train_steps": 300}},
     },
     "backbones": {b: {"epochs": 1} for b in ["mbert", "mdpr", "mcontriever", "me5", "bge"]},
-    "judges": {"llm": {"chunks": 1, "max_new_tokens": 24}},
+    "judges": {"llm": {"chunks": 1, "retries": 1}},
+    "ensembles": {name: {"depth": 6} for name in ["me5_bge", "bge", "me5"]},
     "training": {"batch_size": 8, "save_steps": 5},
 }
 TARGETS = ["results/tables/table1.md", "results/tables/table2.md", "results/tables/elimination.md",

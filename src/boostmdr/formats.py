@@ -152,9 +152,8 @@ def write_topics(path: str | os.PathLike, topics: dict[str, str] | Iterable[tupl
             fh.write(f"{qid}\t{query}\n")
 
 
-def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """Read TREC qrels ``qid Q0 docid rel`` (whitespace separated) into ``{qid: {docid: rel}}``."""
-    qrels: dict[str, dict[str, int]] = {}
+def iter_qrels(path: str | os.PathLike) -> Iterator[tuple[int, str, str, int]]:
+    """Yield ``(line_number, qid, docid, rel)`` for every TREC qrels line ``qid Q0 docid rel``."""
     with open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             parts = line.split()
@@ -167,10 +166,17 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
                 rel_i = int(rel)
             except ValueError:
                 raise FormatError(path, lineno, f"relevance {rel!r} is not an integer") from None
-            docs = qrels.setdefault(qid, {})
-            if docid in docs:
-                raise FormatError(path, lineno, f"duplicate judgement for query {qid!r}, document {docid!r}")
-            docs[docid] = rel_i
+            yield lineno, qid, docid, rel_i
+
+
+def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """Read TREC qrels ``qid Q0 docid rel`` (whitespace separated) into ``{qid: {docid: rel}}``."""
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, qid, docid, rel in iter_qrels(path):
+        docs = qrels.setdefault(qid, {})
+        if docid in docs:
+            raise FormatError(path, lineno, f"duplicate judgement for query {qid!r}, document {docid!r}")
+        docs[docid] = rel
     return qrels
 
 

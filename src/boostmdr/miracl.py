@@ -34,6 +34,7 @@ from tqdm import tqdm
 from boostmdr.formats import (
     FormatError,
     atomic_write,
+    iter_qrels,
     open_text,
     read_jsonl,
     read_topics,
@@ -96,31 +97,20 @@ def read_judgements(path: Path, topics: dict[str, str]) -> Judgements:
     by_query: dict[str, list[tuple[str, int]]] = {}
     first_line: dict[str, int] = {}
     seen: dict[tuple[str, str], int] = {}
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise FormatError(path, lineno, f"expected 'qid Q0 docid rel', got {len(parts)} fields")
-            qid, _, docid, rel = parts
-            try:
-                rel_i = int(rel)
-            except ValueError:
-                raise FormatError(path, lineno, f"relevance {rel!r} is not an integer") from None
-            if rel_i not in (0, 1):
-                raise FormatError(path, lineno, f"relevance {rel_i} is not 0 or 1 (MIRACL judgements are binary)")
-            if qid not in topics:
-                raise FormatError(path, lineno, f"judgement of unknown query {qid!r} (not in the topics file)")
-            if (qid, docid) in seen:
-                raise FormatError(
-                    path,
-                    lineno,
-                    f"duplicate judgement of query {qid!r}, document {docid!r} (first at line {seen[qid, docid]})",
-                )
-            seen[qid, docid] = lineno
-            by_query.setdefault(qid, []).append((docid, rel_i))
-            first_line.setdefault(docid, lineno)
+    for lineno, qid, docid, rel_i in iter_qrels(path):
+        if rel_i not in (0, 1):
+            raise FormatError(path, lineno, f"relevance {rel_i} is not 0 or 1 (MIRACL judgements are binary)")
+        if qid not in topics:
+            raise FormatError(path, lineno, f"judgement of unknown query {qid!r} (not in the topics file)")
+        if (qid, docid) in seen:
+            raise FormatError(
+                path,
+                lineno,
+                f"duplicate judgement of query {qid!r}, document {docid!r} (first at line {seen[qid, docid]})",
+            )
+        seen[qid, docid] = lineno
+        by_query.setdefault(qid, []).append((docid, rel_i))
+        first_line.setdefault(docid, lineno)
     return Judgements(Path(path), by_query, first_line)
 
 
