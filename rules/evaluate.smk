@@ -21,7 +21,10 @@ rule table:
         csv="results/tables/{table}.csv",
         tex="results/tables/{table}.tex",
     params:
-        spec=get_table_params,
+        title=lambda wc: get_table_params(wc)["title"],
+        metric=lambda wc: get_table_params(wc)["metric"],
+        languages=LANGS,
+        rows=lambda wc: get_table_params(wc)["rows"],
     log:
         "results/logs/tables/{table}.log",
     localrule: True
