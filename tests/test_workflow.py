@@ -140,13 +140,16 @@ def test_editing_one_variant_replans_only_that_variant(workflow_run):
     # then that variant's training, encoding, search, evaluation and its table; nothing upstream, no other variant.
     planned = _planned(workflow_run, {"variants": {"stage1": {"negatives": {"keep_verdicts": [0, 1]}}}})
     n_langs = len(OVERLAY["languages"])
-    assert planned == {"pool": n_langs, "train": 1, "encode_corpus": n_langs, "search_dense": n_langs,
+    shards = yaml.safe_load((REPO / "config/config.yaml").read_text())["corpus_shards"] | OVERLAY["corpus_shards"]
+    n_shards = sum(shards.get(lang, shards["default"]) for lang in OVERLAY["languages"])
+    assert planned == {"pool": n_langs, "train": 1, "encode_corpus": n_shards, "search_dense": n_langs,
                        "evaluate": n_langs, "table": 1}, planned
 
 
 @pytest.mark.slow
 def test_editing_the_judge_model_replans_verdicts_not_candidates(workflow_run):
-    other_lm = dict(OVERLAY["tiny_models"]["causal_lms"]["tiny-judge"], seed=11)
+    default_lm = yaml.safe_load((REPO / "config/config.yaml").read_text())["tiny_models"]["causal_lms"]["tiny-judge"]
+    other_lm = default_lm | OVERLAY["tiny_models"]["causal_lms"]["tiny-judge"] | {"seed": 11}
     planned = _planned(workflow_run, {"tiny_models": {"causal_lms": {"tiny-judge-b": other_lm}},
                                       "judges": {"llm": {"model": "results/models/tiny/tiny-judge-b"}}})
     n_langs = len(OVERLAY["languages"])
