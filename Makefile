@@ -26,7 +26,7 @@ $(STAMP): requirements/cpu.lock requirements/constraints-cpu.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	snakemake --cores $(CORES) --configfile config/config.yaml demo
+	snakemake --cores $(CORES) demo
 
 test: $(STAMP)
 	pytest -v tests
@@ -41,7 +41,7 @@ dryrun-paper: $(STAMP)
 	pytest -q -s tests/test_workflow_dryrun.py
 
 lint: $(STAMP)
-	snakemake --lint --configfile config/config.yaml
+	snakemake --lint
 
 clean:
 	rm -rf results .snakemake
