@@ -187,6 +187,39 @@ def write_qrels(path: str | os.PathLike, qrels: dict[str, dict[str, int]]) -> No
                 fh.write(f"{qid} Q0 {docid} {rel}\n")
 
 
+def iter_positive_scores(path: str | os.PathLike) -> Iterator[tuple[int, str, str, float]]:
+    """Yield ``(line_number, qid, docid, score)`` for every ``qid<TAB>docid<TAB>score`` line of a
+    candidate run's ``.positives.tsv`` (docs/formats.md)."""
+    import math
+
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                raise FormatError(path, lineno, f"expected 'qid<TAB>docid<TAB>score', got {len(parts)} fields")
+            qid, docid, score = (p.strip() for p in parts)
+            try:
+                value = float(score)
+            except ValueError:
+                raise FormatError(path, lineno, f"score {score!r} is not a number") from None
+            if not math.isfinite(value):
+                raise FormatError(path, lineno, f"score {score!r} is not finite")
+            yield lineno, qid, docid, value
+
+
+def read_positive_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """Read a ``.positives.tsv`` into ``{qid: {docid: score}}``; a repeated (qid, docid) is an error."""
+    out: dict[str, dict[str, float]] = {}
+    for lineno, qid, docid, value in iter_positive_scores(path):
+        scores = out.setdefault(qid, {})
+        if docid in scores:
+            raise FormatError(path, lineno, f"duplicate score for query {qid!r}, document {docid!r}")
+        scores[docid] = value
+    return out
+
+
 # -------------------------------------------------------------------------------------------- runs
 
 

@@ -50,11 +50,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .formats import (
+    iter_positive_scores,
     FormatError,
     Hit,
     Negative,
     NegativesRecord,
-    open_text,
     read_jsonl,
     read_run,
     sort_hits,
@@ -310,30 +310,16 @@ def read_positive_scores(
     """
     positives = {q.qid: set(q.positives) for q in train.values()} if train is not None else None
     out: dict[str, dict[str, float]] = {}
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise FormatError(path, lineno, f"expected 'qid<TAB>docid<TAB>score', got {len(parts)} fields")
-            qid, docid, score = (p.strip() for p in parts)
-            try:
-                value = float(score)
-            except ValueError:
-                raise FormatError(path, lineno, f"score {score!r} is not a number") from None
-            if not math.isfinite(value):
-                raise FormatError(path, lineno, f"score {score!r} is not finite")
-            if positives is not None:
-                if qid not in positives:
-                    raise FormatError(path, lineno, f"query {qid!r} is not in the training file")
-                if docid not in positives[qid]:
-                    raise FormatError(path, lineno, f"document {docid!r} is not a labelled positive of query {qid!r}")
-            scores = out.setdefault(qid, {})
-            if docid in scores:
-                raise FormatError(path, lineno, f"duplicate score for query {qid!r}, document {docid!r}")
-            scores[docid] = value
+    for lineno, qid, docid, value in iter_positive_scores(path):
+        if positives is not None:
+            if qid not in positives:
+                raise FormatError(path, lineno, f"query {qid!r} is not in the training file")
+            if docid not in positives[qid]:
+                raise FormatError(path, lineno, f"document {docid!r} is not a labelled positive of query {qid!r}")
+        scores = out.setdefault(qid, {})
+        if docid in scores:
+            raise FormatError(path, lineno, f"duplicate score for query {qid!r}, document {docid!r}")
+        scores[docid] = value
     return out
 
 

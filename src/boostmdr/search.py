@@ -28,11 +28,11 @@ import numpy as np
 
 from boostmdr.encode import read_shard
 from boostmdr.formats import (
+    read_positive_scores,
     FormatError,
     Hit,
     Run,
     atomic_write,
-    open_text,
     read_jsonl,
     read_topics,
     sort_hits,
@@ -211,24 +211,6 @@ def write_positive_scores(path: str | os.PathLike, rows: Sequence[tuple[str, str
     with atomic_write(path) as fh:
         for qid, docid, score in rows:
             fh.write(f"{qid}\t{docid}\t{score:.6f}\n")
-
-
-def read_positive_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
-    """Read a ``positives.tsv`` (``qid<TAB>docid<TAB>score``) into ``{qid: {docid: score}}``."""
-    out: dict[str, dict[str, float]] = {}
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                raise FormatError(path, lineno, f"expected 'qid<TAB>docid<TAB>score', got {len(parts)} fields")
-            try:
-                score = float(parts[2])
-            except ValueError:
-                raise FormatError(path, lineno, f"score {parts[2]!r} is not a number") from None
-            out.setdefault(parts[0], {})[parts[1]] = score
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- CLI
