@@ -21,6 +21,15 @@ def get_tiny_encoder_flags(wildcards):
     return encoder_flags(next(iter(users.values()))) if users else ""
 
 
+def get_tiny_lm_prompt(wildcards):
+    """The prompt template of the judge(s) that use this tiny LM: it is fine-tuned on that prompt's format."""
+    path = f"results/models/tiny/{wildcards.tinylm}"
+    prompts = sorted({spec["prompt"] for spec in config["judges"].values() if spec["model"] == path})
+    if len(prompts) > 1:
+        raise ConfigError(f"judges using {path} have different prompts {prompts}; give each its own tiny LM")
+    return prompts[0] if prompts else "config/prompts/judge.txt"
+
+
 def get_tiny_lm_params(wildcards):
     return config["tiny_models"]["causal_lms"][wildcards.tinylm]
 
@@ -69,7 +78,7 @@ rule tiny_lm:
     input:
         corpora=get_all_corpora,
         train=expand(data("{lang}", "train.jsonl"), lang=LANGS),
-        prompt=config["judges"].get("llm", {}).get("prompt", "config/prompts/judge.txt"),
+        prompt=get_tiny_lm_prompt,
     output:
         ensure("results/models/tiny/{tinylm}/model.safetensors", non_empty=True),
     params:
