@@ -1,6 +1,7 @@
-"""LLM backends: the registry, the transformers backend's single prefill per prompt and exact prefix
-reuse, vLLM's request grouping, and the HTTP backend against a real `transformers serve` on loopback
-(retries, errors, and an API key that never reaches a log or an output)."""
+"""LLM backends: the registry, the transformers backend's single prefill per prompt, exact prefix
+reuse and decoding across prompts in padded micro-batches, vLLM's request grouping, and the HTTP
+backend against a real `transformers serve` on loopback (retries, errors, and an API key that never
+reaches a log or an output)."""
 
 from __future__ import annotations
 
@@ -126,6 +127,139 @@ def test_transformers_names_the_context_limit(tf_backend):
     long = _prompt(" ".join(["ka"] * 1200))
     with pytest.raises(BackendError, match=r"max_position_embeddings=1024.*--max-passage-words"):
         tf_backend.generate([GenerationRequest(long, (SamplingSettings(),))])
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(model_dir):
+    """The reference for batched decoding: max_batch_rows 1 decodes one prompt at a time."""
+    with get_backend("transformers", model=str(model_dir), device="cpu", max_batch_rows=1) as b:
+        yield b
+
+
+def _mixed_requests(max_tokens: int = 12) -> list[GenerationRequest]:
+    """Prompts of very different lengths (2 to 350 candidate words), two questions, greedy and seeded
+    samples; in a batch the shared prefix is the template header only. (The random test model decodes
+    the same token again and again greedily: its seeded samples are what tells decoders apart.)"""
+    candidates = ["ka mi", " ".join(["to su lo pe di"] * 70), "ba zu fo gi ha we yo", " ".join(["ne ra"] * 20)]
+    samples = lambda i: (  # noqa: E731
+        SamplingSettings(0.0, 1.0, max_tokens, 0),
+        SamplingSettings(0.7, 0.8, max_tokens, 10 * i + 1),
+        SamplingSettings(1.0, 1.0, max_tokens, 10 * i + 2),
+    )
+    prompts = [_prompt(q, c) for q in ("wo ra ne", "gi ha yo we") for c in candidates]
+    return [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]
+
+
+def test_transformers_batched_decoding_gives_the_texts_of_one_prompt_at_a_time(model_dir, one_at_a_time):
+    reqs = _mixed_requests()
+    lengths = [len(one_at_a_time.encode(r.prompt)) for r in reqs]
+    assert max(lengths) - min(lengths) > 300  # very different lengths: much padding
+    expect = [r.texts for r in one_at_a_time.generate(reqs)]
+    with get_backend("transformers", model=str(model_dir), device="cpu", max_batch_rows=64) as b:
+        got = b.generate(reqs)
+        assert b.stats["prefill_calls"] == 2  # one micro-batch: the shared header, then all suffixes
+        assert b.stats["padding_tokens"] == sum(r.extra["padding_tokens"] for r in got) > 200
+    # greedy and seeded samples alike (exact on this model; batching may change the last float bits only)
+    assert [r.texts for r in got] == expect
+
+
+def test_transformers_padded_rows_get_the_logits_they_get_alone(model_dir):
+    """The 2-D mask with holes between the shared prefix and a row's suffix is honoured by the model
+    (transformers turns it into a 4-D mask) and the position ids make every row compute what it
+    computes alone: next-token logits agree within 1e-4."""
+    import torch
+
+    from boostmdr.llm.transformers_backend import PAD_ID
+
+    with get_backend("transformers", model=str(model_dir), device="cpu", share_prefix=False) as b:
+        prompts = [b.encode(r.prompt) for r in _mixed_requests()]
+        with torch.inference_mode():
+            batched = b._prefill(prompts)
+            alone = torch.cat([b._prefill([ids]).logits for ids in prompts])
+            mask = batched.attention_mask
+            # holes between the shared prefix and the suffix of every row but the longest
+            assert mask.eq(0).any(dim=1).tolist() == [pad > 0 for pad in batched.padding] and max(batched.padding) > 300
+            assert mask[:, : batched.reused[1]].all() and mask[:, -1].all()
+            assert (batched.logits - alone).abs().max() < 1e-4
+            # without hiding the padding a padded row's logits move far: the mask is what makes them agree
+            shared = batched.reused[1]
+            pad = batched.padding[0]
+            unmasked = b.model(input_ids=torch.tensor([prompts[0][:shared] + [PAD_ID] * pad + prompts[0][shared:]]))
+            assert (unmasked.logits[0, -1] - alone[0]).abs().max() > 1e-3
+
+
+def test_transformers_batched_accounting_charges_the_shared_prefix_once(model_dir):
+    reqs = _mixed_requests(max_tokens=2)[:3]
+    with get_backend("transformers", model=str(model_dir), device="cpu", min_shared_prefix=8) as b:
+        lengths = [len(b.encode(r.prompt)) for r in reqs]
+        first = b.generate(reqs)
+        shared = first[1].extra["reused_prefix_tokens"]
+        assert shared > 200 and first[2].extra["reused_prefix_tokens"] == shared
+        assert [r.prompt_tokens for r in first] == lengths
+        # the first request pays for the shared prefix, the others only for their suffixes
+        assert [r.prefilled_tokens for r in first] == [lengths[0], lengths[1] - shared, lengths[2] - shared]
+        assert first[0].extra["reused_prefix_tokens"] == 0
+        assert b.stats["prefilled_tokens"] == sum(r.prefilled_tokens for r in first)
+        assert b.stats["reused_prefix_tokens"] == 2 * shared
+        # the kept prefix cache: the same prompts again prefill no shared prefix at all, in one pass
+        calls = b.stats["prefill_calls"]
+        again = b.generate(reqs)
+        assert b.stats["prefill_calls"] == calls + 1
+        assert [r.prefilled_tokens for r in again] == [n - shared for n in lengths]
+        assert [r.texts for r in again] == [r.texts for r in first]
+
+
+def test_transformers_rows_that_end_early_leave_the_batch_without_disturbing_the_others(
+    model_dir, one_at_a_time, monkeypatch
+):
+    """Make the token that the random test model decodes greedily the end-of-sequence token: every
+    greedy sample ends at its first token and its row leaves the batch (request 1 has only that sample,
+    so it is done at once), the sampled rows around them run on, and every text is still the one
+    decoded one prompt at a time."""
+    import torch
+
+    reqs = _mixed_requests(max_tokens=10)
+    reqs[1] = GenerationRequest(reqs[1].prompt, reqs[1].samples[:1])
+    with get_backend("transformers", model=str(model_dir), device="cpu", max_batch_rows=64) as b:
+        with torch.inference_mode():
+            stop = int(b.model(input_ids=torch.tensor([b.encode(reqs[0].prompt)])).logits[0, -1].argmax())
+        for backend in (b, one_at_a_time):
+            monkeypatch.setattr(backend, "eos_ids", {stop})
+        got = dict(b.iter_generate(reqs))
+        assert b.stats["decode_calls"] == 9  # some sampled rows ran to their limit of 10 tokens
+    assert [got[i].texts for i in range(len(reqs))] == [r.texts for r in one_at_a_time.generate(reqs)]
+    assert next(iter(got)) == 1 and got[1].texts == [""] and got[1].generated_tokens == 0
+    assert all(got[i].texts[0] == "" and got[i].generated_tokens > 0 for i in got if i != 1)
+
+
+def test_transformers_yields_each_request_once_as_soon_as_its_samples_are_done(model_dir):
+    import torch
+
+    base = _mixed_requests(max_tokens=6)[:6]
+    reqs = list(base)
+    reqs[2] = GenerationRequest(base[2].prompt, (SamplingSettings(0.0, 1.0, 1, 0),))  # one token only
+    reqs[5] = GenerationRequest(base[5].prompt, base[5].samples * 2 + base[5].samples[:1])  # 7 samples
+    with get_backend("transformers", model=str(model_dir), device="cpu", max_batch_rows=7) as b:
+        prompts = [b.encode(r.prompt) for r in reqs]
+        # consecutive requests up to 7 rows (samples); the 7-sample request fills a micro-batch alone
+        assert list(b._micro_batches(reqs, prompts)) == [[0, 1, 2], [3, 4], [5]]
+        order = []
+        for i, res in b.iter_generate(reqs):
+            # the backend's inference mode does not leak into the caller's code between results
+            assert not torch.is_inference_mode_enabled()
+            if not order:  # the one-token request comes back before the first decoding step
+                assert i == 2 and b.stats["decode_calls"] == 0
+            assert len(res.texts) == len(reqs[i].samples)
+            order.append(i)
+        assert sorted(order[:3]) == [0, 1, 2] and sorted(order[3:5]) == [3, 4] and order[5:] == [5]
+        # max_batch_rows at most a request's samples: one prompt at a time
+        b.max_batch_rows = 3
+        assert list(b._micro_batches(reqs, prompts)) == [[i] for i in range(6)]
+        # only prompts that share their first token, and have more than one token, are batched
+        b.max_batch_rows = 64
+        three = reqs[:3]
+        assert list(b._micro_batches(three, [[1, 5, 6], [2, 5, 6], [2, 7]])) == [[0], [1, 2]]
+        assert list(b._micro_batches(three, [[1], [1, 2], [1, 3]])) == [[0], [1, 2]]
 
 
 # -------------------------------------------------------------------------------------------- http
