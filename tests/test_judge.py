@@ -401,6 +401,15 @@ def test_cli_rejects_a_chunk_out_of_range(toy, tmp_path):
     assert exc.value.code == 2
 
 
+def test_cli_passes_the_decoding_batch_to_the_transformers_backend():
+    from boostmdr.judge import backend_settings, build_parser
+
+    base = ["verdicts", "--candidates", "c", "--train", "t", "--corpus", "x", "--lang", "sw", "--backend",
+            "transformers", "--model", "m", "--prompt", "p", "--out", "o"]
+    assert backend_settings(build_parser().parse_args(base))["max_batch_rows"] == 64
+    assert backend_settings(build_parser().parse_args([*base, "--max-batch-rows", "4"]))["max_batch_rows"] == 4
+
+
 # ------------------------------------------------------------------------------------- pool, stats
 
 

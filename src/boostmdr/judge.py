@@ -826,6 +826,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--device", default="auto", help="transformers: cpu, cuda, auto")
     v.add_argument("--dtype", default="auto", help="transformers/vllm: auto, float32, bfloat16, float16")
+    v.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=64,
+        help="transformers: rows (prompts x samples) decoded together; at most --samples' count: one prompt at a time",
+    )
     v.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
     v.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
     v.add_argument("--max-model-len", type=int, default=None, help="vllm: context length to reserve")
@@ -879,7 +885,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def backend_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend == "transformers":
-        return {"model": args.model, "device": args.device, "dtype": args.dtype}
+        return {"model": args.model, "device": args.device, "dtype": args.dtype, "max_batch_rows": args.max_batch_rows}
     if args.backend == "vllm":
         return {
             "model": args.model,
