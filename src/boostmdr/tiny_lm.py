@@ -37,13 +37,13 @@ Why it stays at chance there, measured on the demo's 4,410 fused candidates: the
 strong (the number of query words whose first four characters occur in the candidate ranks the planted
 false negatives with AUC 0.97-0.98 per language), but reading it needs token *comparison* across the
 prompt: a candidate token must find its duplicate in the question, and the answer position must count
-such tokens. A randomly initialised 2-layer model (hidden 96-128) does not form that circuit in a CPU budget: on
-minimal pairs built from the labels (the reference's query-matching words moved into another passage,
-against the reference with those words replaced) the first answer digit stayed at ln 2 for 1,000-3,000
-steps, with or without a per-token "occurs in the question" auxiliary loss, a shorter template, wider
-heads or a larger RoPE base; a toy task with random tokens (does a candidate token occur in a 6-token
-question 150 tokens earlier?) was not learned in 600 steps either. A pretrained LLM brings that ability
-with it.
+such tokens. A randomly initialised 2-layer model (hidden 96-128) does not form that circuit in a CPU
+budget: on minimal pairs built from the labels (the reference's query-matching words moved into another
+passage, against the reference with those words replaced) the first answer digit stayed at ln 2 for
+1,000-3,000 steps, with or without a per-token "occurs in the question" auxiliary loss, a shorter
+template, wider heads or a larger RoPE base; a toy task with random tokens (does a candidate token occur
+in a 6-token question 150 tokens earlier?) was not learned in 600 steps either. A pretrained LLM brings
+that ability with it.
 
 On a shared CPU, ``--threads 1`` trains several times faster than two threads.
 
