@@ -192,10 +192,12 @@ def test_reference_choice_is_seeded_per_query():
         choose_reference([], "q1", 13)
 
 
-def test_sample_seeds_differ_per_sample_and_attempt():
-    seeds = {sample_seed(13, i, a) for i in range(4) for a in range(3)}
-    assert len(seeds) == 12
-    assert sample_seed(13, 0, 0) == sample_seed(13, 0, 0)
+def test_sample_seeds_differ_per_pair_sample_and_attempt():
+    pairs = [("q1", "d1"), ("q1", "d2"), ("q2", "d1"), ("q1d", "1")]
+    seeds = {sample_seed(13, q, d, i, a) for q, d in pairs for i in range(4) for a in range(3)}
+    assert len(seeds) == 48
+    assert sample_seed(13, "q1", "d1", 0, 0) == sample_seed(13, "q1", "d1", 0, 0)
+    assert sample_seed(13, "q1", "d1", 0, 0) != sample_seed(14, "q1", "d1", 0, 0)
 
 
 def test_cache_key_covers_everything_that_determines_a_generation():

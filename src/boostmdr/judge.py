@@ -259,9 +259,11 @@ def parse_samples_spec(spec: str) -> list[tuple[float, float]]:
     return out
 
 
-def sample_seed(seed: int, sample: int, attempt: int) -> int:
-    """The seed of one attempt of one sample: distinct per (sample, attempt), stable across runs."""
-    digest = hashlib.sha256(f"judge:{seed}:{sample}:{attempt}".encode()).digest()
+def sample_seed(seed: int, qid: str, docid: str, sample: int, attempt: int) -> int:
+    """The seed of one attempt of one sample of one (query, candidate) pair: stable across runs, distinct
+    per pair, sample and attempt. Seeds shared across pairs would make every pair's k-th sample use the
+    same random numbers, so where the model is unsure all pairs would get the same verdict."""
+    digest = hashlib.sha256(f"judge:{seed}:{qid}\0{docid}:{sample}:{attempt}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
@@ -459,7 +461,10 @@ def judge_pairs(
             for i, s in enumerate(pair.samples):
                 if s.parsed is None and len(s.attempts) == attempt:
                     ss = SamplingSettings(
-                        s.temperature, s.top_p, settings.max_new_tokens, sample_seed(settings.seed, i, attempt)
+                        s.temperature,
+                        s.top_p,
+                        settings.max_new_tokens,
+                        sample_seed(settings.seed, pair.qid, pair.docid, i, attempt),
                     )
                     key = cache_key(
                         backend.NAME, fingerprint, pair.prompt, s.top_p, s.temperature, ss.max_tokens, ss.seed
