@@ -35,6 +35,8 @@ from boostmdr.judge import (
     verdict_stats,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # ------------------------------------------------------------------------------- combination, vote
 
 
@@ -212,17 +214,6 @@ def test_cache_key_covers_everything_that_determines_a_generation():
 
 
 # ------------------------------------------------------------------------- judging with a real LM
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The machines are shared: one thread is several times faster than two under load."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

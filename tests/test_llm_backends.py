@@ -25,15 +25,7 @@ from boostmdr.llm.vllm_backend import assemble, flatten, sampling_kwargs
 VENV_BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The machines are shared: one thread is several times faster than two under load."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

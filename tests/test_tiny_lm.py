@@ -15,14 +15,7 @@ from boostmdr.judge import JudgeSettings, PromptTemplate, format_scores, render_
 from boostmdr.tiny_lm import JudgeExamples, JudgeTrainSettings, answer_loss, read_labelled
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,8 @@ queries, precision 0.9 / recall 0.5 at hidden relevant passages whose base rate 
 benchmark's relevance is finer (the same named entity with the same fact words, against hard negatives
 from the same article): there the tiny judge stays at chance (measured after 163 steps: precision
 0.018 at a base rate of 0.019, recall 0.33 at an elimination rate of 0.35, on 770 BM25 candidates of 30
-sw queries; 700 steps did not change it). It exists so the demo runs the judge's real code path;
+sw queries; 700 steps did not change it; those verdicts predate per-pair sampling seeds, the AUCs
+below do not depend on sampling). It exists so the demo runs the judge's real code path;
 meaningful verdicts need a real LLM.
 
 Why it stays at chance there, measured on the demo's 4,410 fused candidates: the signal is lexical and
@@ -66,6 +67,7 @@ from typing import Any
 
 from .formats import FormatError, open_text, passage_text, read_corpus, read_jsonl
 from .judge import PromptTemplate, format_scores, render_judge_prompt
+from .llm.base import common_prefix_length
 from .utils import seed_everything, set_threads, setup_logging
 
 log = logging.getLogger(__name__)
@@ -331,16 +333,6 @@ class JudgeExamples:
         return [self.example(relevant=i % 2 == 0) for i in range(n)]
 
 
-def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for i in range(n):
-        t = first[i]
-        if any(s[i] != t for s in seqs):
-            return i
-    return n
-
-
 def answer_loss(
     model: Any,
     batch: list[tuple[list[int], list[int]]],
@@ -365,7 +357,7 @@ def answer_loss(
     device = next(model.parameters()).device
     rng = rng or random.Random(0)
     seqs = [p + a for p, a in batch]
-    shared = max(0, min(common_prefix_length(seqs), min(map(len, seqs)) - 1))
+    shared = max(0, common_prefix_length(seqs, min(map(len, seqs)) - 1))
     past = None
     if shared:
         past = DynamicCache(config=model.config)

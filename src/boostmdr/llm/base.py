@@ -134,6 +134,19 @@ class Backend(abc.ABC):
         self.close()
 
 
+def common_prefix_length(sequences: Sequence[Sequence[int]], limit: int | None = None) -> int:
+    """Length of the longest token prefix shared by all ``sequences`` (at most ``limit``): the part of
+    several prompts a causal model computes once."""
+    first = sequences[0]
+    bound = min(map(len, sequences))
+    if limit is not None:
+        bound = min(bound, limit)
+    length = 0
+    while length < bound and all(seq[length] == first[length] for seq in sequences):
+        length += 1
+    return length
+
+
 def local_model_fingerprint(model: str | os.PathLike, probe_bytes: int = 1 << 16) -> str:
     """Cheap identity of a local model directory: every file's name and size, and the first and last
     ``probe_bytes`` of each (not the directory's path, so a moved model keeps its identity). Retraining

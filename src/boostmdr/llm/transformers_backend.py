@@ -61,6 +61,7 @@ from boostmdr.llm.base import (
     GenerationRequest,
     GenerationResult,
     SamplingSettings,
+    common_prefix_length,
     local_model_fingerprint,
 )
 
@@ -290,7 +291,7 @@ class TransformersBackend(Backend):
         torch = self._torch
         n = len(prompts)
         # at least one token of every prompt is left for the second pass, which yields the logits
-        shared = _common_prefix_length(prompts, min(map(len, prompts)) - 1)
+        shared = common_prefix_length(prompts, min(map(len, prompts)) - 1)
         cache, reused = self._reusable_prefix(prompts[0], shared)
         if n == 1:
             split = reused  # nothing to share within the batch: prefill the rest in the one pass below
@@ -343,7 +344,7 @@ class TransformersBackend(Backend):
         if self._prefix is None:
             return None, 0
         prev_ids, prev_cache = self._prefix
-        common = _common_prefix_length([prev_ids, ids], min(len(prev_ids), limit))
+        common = common_prefix_length([prev_ids, ids], limit)
         if common < self.min_shared_prefix:
             return None, 0
         layers = getattr(prev_cache, "layers", None)
@@ -357,15 +358,6 @@ class TransformersBackend(Backend):
         if len(prev_ids) > common:
             cache.crop(-(len(prev_ids) - common))
         return cache, common
-
-
-def _common_prefix_length(sequences: Sequence[Sequence[int]], limit: int) -> int:
-    """Length of the longest prefix shared by all ``sequences``, at most ``limit``."""
-    first = sequences[0]
-    length = 0
-    while length < limit and all(seq[length] == first[length] for seq in sequences):
-        length += 1
-    return length
 
 
 def _sample_tokens(logits: Any, rows: Sequence[_Row], torch: Any) -> list[int]:
