@@ -31,7 +31,7 @@ def get_tiny_lm_prompt(wildcards):
 
 
 def get_tiny_lm_params(wildcards):
-    return config["tiny_models"]["causal_lms"][wildcards.tinylm]
+    return {"init": "random", **config["tiny_models"]["causal_lms"][wildcards.tinylm]}
 
 
 rule tiny_tokenizer:
@@ -95,6 +95,7 @@ rule tiny_lm:
     shell:
         "python -m boostmdr.tiny_lm --corpus {input.corpora} --train {input.train} --prompt {input.prompt}"
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
-        " --intermediate {params.spec[intermediate]} --seed {params.spec[seed]} --train-steps {params.spec[train_steps]}"
+        " --intermediate {params.spec[intermediate]} --init {params.spec[init]} --seed {params.spec[seed]}"
+        " --train-steps {params.spec[train_steps]}"
         " --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
         " --out results/models/tiny/{wildcards.tinylm} --threads {threads} --log {log}"

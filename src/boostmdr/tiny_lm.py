@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 SETTINGS_FILE = "boostmdr_tiny_lm.json"
+INITS = ("random", "circuit")
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,11 @@ class TinyLMSettings:
     intermediate: int = 384
     max_positions: int = 1024
     seed: int = 0
+    init: str = "random"  # or "circuit": :mod:`boostmdr.tiny_circuit` in the first three layers
 
     def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"--init {self.init!r}: expected one of {', '.join(INITS)}")
         if self.hidden % self.heads:
             raise ValueError(f"--hidden {self.hidden} must be a multiple of --heads {self.heads}")
         if self.vocab_size < 300:
@@ -135,15 +139,18 @@ def iter_texts(paths: Sequence[str | os.PathLike]) -> Iterator[str]:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, extra_texts: Sequence[str] = ()) -> Any:
     """Byte-level BPE with single-digit tokens; returns a ``PreTrainedTokenizerFast`` (adds ``<s>``)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.normalizer = normalizers.NFC()
+    # Words are split at whitespace and punctuation only, a leading space kept with the word, digits one
+    # per piece. (GPT-2's pattern splits before every combining mark, which cuts Telugu and other Indic
+    # words into single letters that every word shares.)
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            pre_tokenizers.Split(Regex(r" ?[^\s\p{P}\p{S}\d]+| ?[\p{P}\p{S}]|\d|\s+"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
     tok.decoder = decoders.ByteLevel()
@@ -180,11 +187,16 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, extra_texts: Sequence
 # ------------------------------------------------------------------------------------------- model
 
 
-def build_model(tokenizer: Any, settings: TinyLMSettings) -> Any:
+def build_model(tokenizer: Any, settings: TinyLMSettings, template: PromptTemplate | None = None) -> tuple[Any, Any]:
+    """The model, and with ``init="circuit"`` the circuit's :class:`~boostmdr.tiny_circuit.Markers`
+    (else ``None``)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    from . import tiny_circuit
+
     torch.manual_seed(settings.seed)
+    extra = tiny_circuit.circuit_config_overrides() if settings.init == "circuit" else {}
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=settings.hidden,
@@ -196,9 +208,14 @@ def build_model(tokenizer: Any, settings: TinyLMSettings) -> Any:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        **{"tie_word_embeddings": True, **extra},
     )
     model = LlamaForCausalLM(config)
+    markers = None
+    if settings.init == "circuit":
+        if template is None:
+            raise ValueError("--init circuit needs --prompt: the circuit finds the question and the candidate by the template")
+        markers = tiny_circuit.install_circuit(model, tokenizer, template, seed=settings.seed)
     model.generation_config = GenerationConfig(
         do_sample=True,
         temperature=0.7,
@@ -208,7 +225,7 @@ def build_model(tokenizer: Any, settings: TinyLMSettings) -> Any:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return model
+    return model, markers
 
 
 def save(model: Any, tokenizer: Any, out: str | os.PathLike, info: dict[str, Any]) -> None:
@@ -394,15 +411,26 @@ def answer_loss(
 
 
 def finetune_judge(
-    model: Any, tokenizer: Any, template: PromptTemplate, data_dirs: Sequence[str | os.PathLike], s: JudgeTrainSettings
+    model: Any,
+    tokenizer: Any,
+    template: PromptTemplate,
+    data_dirs: Sequence[str | os.PathLike],
+    s: JudgeTrainSettings,
+    markers: Any = None,
 ) -> dict[str, Any]:
-    """Short fine-tuning on judge-format examples from the training labels; returns a summary."""
+    """Short fine-tuning on judge-format examples from the training labels; returns a summary. With the
+    circuit's ``markers``, each must occur once in the prompts; only parameters with gradients train."""
     import torch
     from tqdm import tqdm
 
     data = [read_labelled(d) for d in data_dirs]
     stream = JudgeExamples(tokenizer, template, data, s)
-    longest = max(len(stream.example(True)[0]) for _ in range(32))
+    probe = [stream.example(i % 2 == 0)[0] for i in range(32)]
+    longest = max(map(len, probe))
+    if markers is not None:
+        from .tiny_circuit import check_markers
+
+        check_markers(markers, probe)
     if longest + 32 > model.config.max_position_embeddings:
         raise ValueError(
             f"judge prompts reach {longest} tokens but --max-positions is {model.config.max_position_embeddings}: "
@@ -410,7 +438,7 @@ def finetune_judge(
         )
     torch.manual_seed(s.seed)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s.lr, weight_decay=0.01)
 
     def lr_at(step: int) -> float:
         if step < s.warmup_steps:
@@ -466,7 +494,7 @@ def build_tiny_lm(
     extra = [template.text] if template else []
     extra += [format_scores(a, c) for a in (0, 1, 2) for c in (0, 1, 2)]
     tokenizer = train_tokenizer(iter_texts(tokenizer_corpus), settings.vocab_size, extra)
-    model = build_model(tokenizer, settings)
+    model, markers = build_model(tokenizer, settings, template)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny LM: vocabulary %d, %d parameters, context %d", len(tokenizer), n_params, settings.max_positions)
     info: dict[str, Any] = {
@@ -474,10 +502,15 @@ def build_tiny_lm(
         "parameters": n_params,
         "tokenizer_corpus": [str(p) for p in tokenizer_corpus],
     }
+    if markers is not None:
+        info["circuit"] = {
+            "markers": {p: tokenizer.convert_ids_to_tokens(m) for m, p in zip(markers.ids, markers.placeholders)},
+            "fixed_layers": 3,
+        }
     if train_dirs:
         if template is None:
             raise ValueError("--train needs --prompt (the judge template the model is fine-tuned on)")
-        info["judge_finetuning"] = finetune_judge(model, tokenizer, template, train_dirs, train_settings)
+        info["judge_finetuning"] = finetune_judge(model, tokenizer, template, train_dirs, train_settings, markers)
         info["judge_finetuning"]["data"] = [str(d) for d in train_dirs]
         info["judge_finetuning"]["template_sha256"] = template.sha256
     save(model, tokenizer, out, info)
@@ -511,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, default=d.heads)
     p.add_argument("--intermediate", type=int, default=d.intermediate)
     p.add_argument("--max-positions", type=int, default=d.max_positions)
+    p.add_argument(
+        "--init",
+        choices=INITS,
+        default=d.init,
+        help="random, or circuit: a token-overlap circuit set into the first three layers (boostmdr.tiny_circuit)",
+    )
     p.add_argument("--max-steps", "--train-steps", type=int, default=t.max_steps, help="judge fine-tuning steps")
     p.add_argument("--max-seconds", type=float, default=None, help="optional time cap (the model then depends on machine speed)")
     p.add_argument("--batch-size", type=int, default=t.batch_size)
@@ -531,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     set_threads(args.threads)
     settings = TinyLMSettings(
-        args.vocab_size, args.hidden, args.layers, args.heads, args.intermediate, args.max_positions, args.seed
+        args.vocab_size, args.hidden, args.layers, args.heads, args.intermediate, args.max_positions, args.seed, args.init
     )
     train_settings = JudgeTrainSettings(
         max_seconds=args.max_seconds,
