@@ -32,7 +32,9 @@ ROWS = {
 def fmt(value, percent: bool) -> str:
     if value is None:
         return "n/a"
-    return f"{100 * value:.1f}" if percent else f"{value:,.0f}" if isinstance(value, int) else f"{value:.1f}"
+    if percent:
+        return f"{100 * value:.1f}"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"  # counts, and their mean
 
 
 def build(stats: dict[str, dict], languages: list[str], kind: str, stage1: str) -> tuple[str, str]:
