@@ -13,9 +13,18 @@
 #   train      contrastive fine-tuning of each backbone per variant -> checkpoints
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Rules run `python -m boostmdr...`: the interpreter running Snakemake (e.g. .venv/bin/snakemake's) comes first
+# on PATH, so an environment need not be activated. Jobs inherit the variable.
+_bin = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _bin:
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 
 configfile: "config/config.yaml"

@@ -5,7 +5,7 @@ fine-tuning, and clear errors for templates and models it cannot serve."""
 from __future__ import annotations
 
 import pytest
-from judge_fixtures import PROMPT, write_toy_data
+from judge_fixtures import PROMPT, judge_against_truth, write_toy_data
 
 from boostmdr.judge import PromptTemplate, render_judge_prompt
 from boostmdr.tiny_circuit import (
@@ -149,3 +149,30 @@ def test_embeddings_and_circuit_layers_stay_fixed_while_the_rest_trains(tokenize
         fixed = n.startswith(("model.embed_tokens.", "model.layers.0.", "model.layers.1.", "model.layers.2."))
         assert torch.equal(p, before[n]) == fixed, n
     assert not model.config.tie_word_embeddings
+
+
+@pytest.mark.slow
+def test_circuit_judge_trained_on_labels_finds_planted_false_negatives(tmp_path):
+    """End to end on unseen queries: build with the circuit, fine-tune on one toy world's training labels,
+    judge another world's candidates with the real judge (four samples, majority vote). A planted false
+    negative repeats its query's words; precision and recall must beat a judge that removes candidates
+    at random (precision = base rate, recall = elimination rate)."""
+    from boostmdr.tiny_lm import JudgeTrainSettings, build_tiny_lm
+
+    train = write_toy_data(tmp_path / "train", n_queries=60, seed=1)
+    held = write_toy_data(tmp_path / "held", n_queries=16, n_candidates=6, seed=2)
+    model = tmp_path / "circuit-judge"
+    info = build_tiny_lm(
+        [train["corpus"], held["corpus"]], model,
+        TinyLMSettings(vocab_size=900, hidden=128, layers=4, heads=2, intermediate=128, init="circuit"),
+        prompt=PROMPT, train_dirs=[train["train"]],
+        train_settings=JudgeTrainSettings(max_steps=150, batch_size=8, lr=1e-3, seed=0),
+    )
+    assert info["circuit"]["markers"] == {"question": "Question", "candidate": "Candidate", "reference": "Standard"}
+    stats = judge_against_truth(model, held, tmp_path / "verdicts.jsonl")
+    t = stats["truth"]
+    base_rate = t["false_negative_rate_among_candidates"]
+    assert stats["null_verdicts"] <= 3  # 150 steps: a few samples still miss the format
+    assert base_rate == pytest.approx(8 / 96, abs=0.01)  # 8 planted among 96, over the parsed verdicts
+    assert t["precision"] is not None and t["precision"] > 3 * base_rate, t
+    assert t["recall"] >= 0.5 and t["recall"] > stats["elimination_rate"] + 0.3, (t, stats["elimination_rate"])

@@ -8,10 +8,17 @@ import subprocess
 import sys
 
 import pytest
-from judge_fixtures import PROMPT, hide_second_positives, random_tiny_lm, trained_topic_judge, write_topic_world
+from judge_fixtures import (
+    PROMPT,
+    hide_second_positives,
+    judge_against_truth,
+    random_tiny_lm,
+    trained_topic_judge,
+    write_topic_world,
+)
 
 from boostmdr.formats import read_jsonl
-from boostmdr.judge import JudgeSettings, PromptTemplate, format_scores, render_judge_prompt, run_verdicts, verdict_stats
+from boostmdr.judge import PromptTemplate, format_scores, render_judge_prompt
 from boostmdr.tiny_lm import JudgeExamples, JudgeTrainSettings, answer_loss, read_labelled
 
 
@@ -129,8 +136,6 @@ def test_trained_tiny_judge_beats_chance_on_unseen_queries(tmp_path_factory):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from boostmdr.llm import get_backend
-
     root = tmp_path_factory.mktemp("tiny-judge")
     model_dir, held = trained_topic_judge(root)
     queries, texts = read_labelled(held)
@@ -153,12 +158,7 @@ def test_trained_tiny_judge_beats_chance_on_unseen_queries(tmp_path_factory):
 
     # (b) the judge protocol, with the second positive hidden among the candidates
     judge = hide_second_positives(held, root / "judge-input")
-    with get_backend("transformers", model=str(model_dir), device="cpu") as backend:
-        run_verdicts(
-            judge["candidates"], judge["train"], judge["corpus"], "xx", backend, template,
-            JudgeSettings(max_new_tokens=24, retries=1, max_passage_words=48), root / "verdicts.jsonl",
-        )
-    stats = verdict_stats([root / "verdicts.jsonl"], "xx", frozenset({0}), judge["truth"])
+    stats = judge_against_truth(model_dir, judge, root / "verdicts.jsonl")
     t = stats["truth"]
     base_rate = t["false_negative_rate_among_candidates"]
     assert base_rate == pytest.approx(1 / 3)
