@@ -24,7 +24,8 @@ The residual stream (``hidden`` >= 128) is laid out as:
 
 Layer 1, head 0 (segments): every position attends to the markers seen so far (the begin-of-sequence
 token absorbs the attention before the first); the markers' values are chosen so that the average is
-``SEG_Q`` = 1 after the question's marker, ``SEG_C`` = 1 after the candidate's, and 0 after the third.
+``SEG_Q`` = 1 from the question's marker to the next marker, ``SEG_C`` = 1 from the candidate's marker to
+the next, and 0 elsewhere, whatever the placeholders' order in the template.
 Layer 2, head 0 (question match): a position attends to earlier positions holding the same token
 (score 24 for equal codes) inside the question (score +24), with the begin-of-sequence token as a sink
 at 36: only a same-token position in the question clears the sink, so ``FLAG`` is about 1 for a
