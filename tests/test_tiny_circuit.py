@@ -75,7 +75,7 @@ def test_markers_are_the_labels_before_each_placeholder(tokenizer):
 
 def test_template_without_a_unique_label_is_refused(tokenizer):
     bare = PromptTemplate("Judge: {question} and {candidate} and {reference} now.", "bare.txt")
-    with pytest.raises(CircuitError, match=r"bare.txt: .*\{candidate\}.*--init random"):
+    with pytest.raises(CircuitError, match=r"bare.txt: .*\{candidate\}.*where the candidate starts.*--init random"):
         find_markers(tokenizer, bare)
     settings = TinyLMSettings(vocab_size=700, hidden=160, layers=3, heads=2, intermediate=64, init="circuit")
     with pytest.raises(CircuitError, match="more than 3 layers"):

@@ -104,7 +104,7 @@ def find_markers(tokenizer: Any, template: PromptTemplate) -> Markers:
         if not unique:
             raise CircuitError(
                 f"{template.source}: no token between the previous placeholder and {{{name}}} occurs only once "
-                "in the template, so the tiny judge's circuit cannot find where the {name} starts; add a label "
+                f"in the template, so the tiny judge's circuit cannot find where the {name} starts; add a label "
                 "such as 'Question:' before it, or build the tiny LM with --init random"
             )
         ids.append(unique[-1])
