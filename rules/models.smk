@@ -31,7 +31,7 @@ def get_tiny_lm_prompt(wildcards):
 
 
 def get_tiny_lm_params(wildcards):
-    return {"init": "random", **config["tiny_models"]["causal_lms"][wildcards.tinylm]}
+    return config["tiny_models"]["causal_lms"][wildcards.tinylm]
 
 
 rule tiny_tokenizer:

@@ -169,15 +169,23 @@ def iter_qrels(path: str | os.PathLike) -> Iterator[tuple[int, str, str, int]]:
             yield lineno, qid, docid, rel_i
 
 
+def nest_by_query(
+    path: str | os.PathLike, rows: Iterable[tuple[int, str, str, Any]], what: str
+) -> dict[str, dict[str, Any]]:
+    """``{qid: {docid: value}}`` from ``(line_number, qid, docid, value)`` rows of ``path``; a repeated
+    (qid, docid) is an error naming its line and ``what`` the value is."""
+    out: dict[str, dict[str, Any]] = {}
+    for lineno, qid, docid, value in rows:
+        docs = out.setdefault(qid, {})
+        if docid in docs:
+            raise FormatError(path, lineno, f"duplicate {what} for query {qid!r}, document {docid!r}")
+        docs[docid] = value
+    return out
+
+
 def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     """Read TREC qrels ``qid Q0 docid rel`` (whitespace separated) into ``{qid: {docid: rel}}``."""
-    qrels: dict[str, dict[str, int]] = {}
-    for lineno, qid, docid, rel in iter_qrels(path):
-        docs = qrels.setdefault(qid, {})
-        if docid in docs:
-            raise FormatError(path, lineno, f"duplicate judgement for query {qid!r}, document {docid!r}")
-        docs[docid] = rel
-    return qrels
+    return nest_by_query(path, iter_qrels(path), "judgement")
 
 
 def write_qrels(path: str | os.PathLike, qrels: dict[str, dict[str, int]]) -> None:
@@ -211,13 +219,7 @@ def iter_positive_scores(path: str | os.PathLike) -> Iterator[tuple[int, str, st
 
 def read_positive_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     """Read a ``.positives.tsv`` into ``{qid: {docid: score}}``; a repeated (qid, docid) is an error."""
-    out: dict[str, dict[str, float]] = {}
-    for lineno, qid, docid, value in iter_positive_scores(path):
-        scores = out.setdefault(qid, {})
-        if docid in scores:
-            raise FormatError(path, lineno, f"duplicate score for query {qid!r}, document {docid!r}")
-        scores[docid] = value
-    return out
+    return nest_by_query(path, iter_positive_scores(path), "score")
 
 
 # -------------------------------------------------------------------------------------------- runs

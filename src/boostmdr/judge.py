@@ -138,6 +138,12 @@ class PromptTemplate:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    def pieces(self) -> tuple[list[str], list[str]]:
+        """The literal texts around the placeholders (one more than the placeholders) and the placeholder
+        names, in the template's order."""
+        parts = _PLACEHOLDER_RE.split(self.text)
+        return parts[0::2], parts[1::2]
+
     def render(self, question: str, candidate: str, reference: str) -> str:
         values = {"question": question, "candidate": candidate, "reference": reference}
         return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], self.text)

@@ -45,16 +45,17 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .formats import (
-    iter_positive_scores,
     FormatError,
     Hit,
     Negative,
     NegativesRecord,
+    iter_positive_scores,
+    nest_by_query,
     read_jsonl,
     read_run,
     sort_hits,
@@ -308,19 +309,19 @@ def read_positive_scores(
     With ``train``, a row whose query is not a training query, or whose document is not one of that
     query's positives, is an error: the two files come from different data preparations.
     """
-    positives = {q.qid: set(q.positives) for q in train.values()} if train is not None else None
-    out: dict[str, dict[str, float]] = {}
-    for lineno, qid, docid, value in iter_positive_scores(path):
-        if positives is not None:
+    if train is None:
+        return nest_by_query(path, iter_positive_scores(path), "score")
+    positives = {q.qid: set(q.positives) for q in train.values()}
+
+    def checked() -> Iterator[tuple[int, str, str, float]]:
+        for lineno, qid, docid, value in iter_positive_scores(path):
             if qid not in positives:
                 raise FormatError(path, lineno, f"query {qid!r} is not in the training file")
             if docid not in positives[qid]:
                 raise FormatError(path, lineno, f"document {docid!r} is not a labelled positive of query {qid!r}")
-        scores = out.setdefault(qid, {})
-        if docid in scores:
-            raise FormatError(path, lineno, f"duplicate score for query {qid!r}, document {docid!r}")
-        scores[docid] = value
-    return out
+            yield lineno, qid, docid, value
+
+    return nest_by_query(path, checked(), "score")
 
 
 def positive_score_of(positives: Sequence[str], scores: dict[str, float]) -> float | None:

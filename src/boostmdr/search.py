@@ -28,12 +28,12 @@ import numpy as np
 
 from boostmdr.encode import read_shard
 from boostmdr.formats import (
-    read_positive_scores,
     FormatError,
     Hit,
     Run,
     atomic_write,
     read_jsonl,
+    read_positive_scores,
     read_topics,
     sort_hits,
     write_run,

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .judge import _PLACEHOLDER_RE, PromptTemplate
+from .judge import PromptTemplate
 
 E_DIM = 96
 ONE, BOS, MARK0, SEG_Q, SEG_C, FLAG, COUNT = 96, 97, 98, 101, 102, 103, 104
@@ -91,8 +91,7 @@ class Markers:
 
 def find_markers(tokenizer: Any, template: PromptTemplate) -> Markers:
     """For each placeholder, the last token of the template text before it that occurs once in the template."""
-    pieces = _PLACEHOLDER_RE.split(template.text)  # text, name, text, name, text, name, text
-    texts, names = pieces[0::2], pieces[1::2]
+    texts, names = template.pieces()
     tokens = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     counts: dict[int, int] = {}
     for seq in tokens:

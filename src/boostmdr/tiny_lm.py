@@ -196,9 +196,10 @@ def build_model(tokenizer: Any, settings: TinyLMSettings, template: PromptTempla
 
     from . import tiny_circuit
 
+    if settings.init == "circuit" and template is None:
+        raise ValueError("--init circuit needs --prompt: the circuit finds the question and the candidate by the template")
     torch.manual_seed(settings.seed)
-    extra = tiny_circuit.circuit_config_overrides() if settings.init == "circuit" else {}
-    config = LlamaConfig(
+    params: dict[str, Any] = dict(
         vocab_size=len(tokenizer),
         hidden_size=settings.hidden,
         intermediate_size=settings.intermediate,
@@ -209,13 +210,14 @@ def build_model(tokenizer: Any, settings: TinyLMSettings, template: PromptTempla
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **{"tie_word_embeddings": True, **extra},
+        tie_word_embeddings=True,
     )
+    if settings.init == "circuit":
+        params.update(tiny_circuit.circuit_config_overrides())  # head_dim, rope_theta, untied output
+    config = LlamaConfig(**params)
     model = LlamaForCausalLM(config)
     markers = None
     if settings.init == "circuit":
-        if template is None:
-            raise ValueError("--init circuit needs --prompt: the circuit finds the question and the candidate by the template")
         markers = tiny_circuit.install_circuit(model, tokenizer, template, seed=settings.seed)
     model.generation_config = GenerationConfig(
         do_sample=True,
