@@ -40,7 +40,7 @@ def _texts(vocab_file: Path, n_queries: int, n_passages: int) -> tuple[list[str]
 
 
 def _dataset(model_path: Path):
-    from boostmdr.training_data import GroupDataset, TrainQuery
+    from boostmdr.training_data import GroupDataset, PoolQuery
 
     n_queries = BATCH * (STEPS + WARMUP_STEPS)
     queries, passages = _texts(model_path / "vocab.txt", n_queries, n_queries * GROUP)
@@ -48,7 +48,7 @@ def _dataset(model_path: Path):
     for i, query in enumerate(queries):
         docids = [f"{i}-{j}" for j in range(GROUP)]
         texts.update({d: passages[i * GROUP + j] for j, d in enumerate(docids)})
-        records.append(TrainQuery(str(i), query, "en", (docids[0],), tuple(docids[1:])))
+        records.append(PoolQuery(str(i), query, "en", (docids[0],), tuple(docids[1:])))
     return GroupDataset(records, {"en": texts}, group_size=GROUP, seed=SEED)
 
 

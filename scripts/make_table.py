@@ -21,8 +21,7 @@ import os
 from pathlib import Path
 
 from boostmdr import tables
-from boostmdr.evaluate import read_eval
-from boostmdr.formats import atomic_write
+from boostmdr.formats import atomic_write, read_eval
 from boostmdr.utils import setup_logging
 
 logger = logging.getLogger("make_table")

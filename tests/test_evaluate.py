@@ -9,15 +9,8 @@ import random
 import pytest
 import pytrec_eval
 
-from boostmdr.evaluate import (
-    EvalResult,
-    EvaluationError,
-    evaluate_run,
-    main,
-    paired_ttest,
-    read_eval,
-)
-from boostmdr.formats import Hit, read_run, write_run
+from boostmdr.evaluate import EvaluationError, evaluate_run, main, paired_ttest
+from boostmdr.formats import EvalResult, Hit, read_eval, read_run, write_run
 
 
 def log2(x: float) -> float:

@@ -108,3 +108,59 @@ def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
             fh.write("partial")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------- train.jsonl, corpus.jsonl, verdicts
+
+
+def test_train_round_trip_keeps_order_and_refuses_a_duplicate_query(tmp_path):
+    from boostmdr.formats import LabelledQuery, read_train, write_train
+
+    records = [LabelledQuery("q2", "b", ("d1",), ("d9",)), LabelledQuery("q1", "a", ("d2", "d3"))]
+    write_train(tmp_path / "train.jsonl", records)
+    back = read_train(tmp_path / "train.jsonl")
+    assert list(back) == ["q2", "q1"] and list(back.values()) == records
+    (tmp_path / "dup.jsonl").write_text(
+        '{"qid": "q1", "query": "a", "positives": ["d"]}\n{"qid": "q1", "query": "b", "positives": ["e"]}\n'
+    )
+    with pytest.raises(FormatError, match=r"dup.jsonl:2: duplicate query id 'q1'"):
+        read_train(tmp_path / "dup.jsonl")
+    (tmp_path / "nopos.jsonl").write_text('{"qid": "q1", "query": "a"}\n')
+    with pytest.raises(FormatError, match=r"nopos.jsonl:1: train record lacks field 'positives'"):
+        read_train(tmp_path / "nopos.jsonl")
+
+
+def test_read_corpus_names_the_line_of_a_bad_record_and_write_corpus_leaves_nothing_on_error(tmp_path):
+    from boostmdr.formats import read_corpus, write_corpus
+
+    docs = [(f"{i}#0", "t", f"text {i}") for i in range(4)]
+    write_corpus(tmp_path / "corpus.jsonl", docs)
+    assert [d["docid"] for d in read_corpus(tmp_path / "corpus.jsonl", 1, 3)] == ["1#0", "2#0"]
+    lines = (tmp_path / "corpus.jsonl").read_text().splitlines()
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines + ['{"docid": "a b", "text": "x"}']) + "\n")
+    with pytest.raises(FormatError, match=r"bad.jsonl:5: corpus record needs a non-empty 'docid'"):
+        list(read_corpus(tmp_path / "bad.jsonl"))
+    (tmp_path / "broken.jsonl").write_text("\n".join(lines[:2] + ["{not json"]) + "\n")
+    with pytest.raises(FormatError, match=r"broken.jsonl:3: not valid JSON"):
+        list(read_corpus(tmp_path / "broken.jsonl"))
+
+    def failing():
+        yield "1#0", "", "one"
+        raise FormatError("raw.jsonl.gz", 2, "boom")
+
+    with pytest.raises(FormatError, match="boom"):
+        write_corpus(tmp_path / "half.jsonl", failing())
+    assert not (tmp_path / "half.jsonl").exists()
+
+
+def test_read_verdicts_refuses_a_second_verdict_and_a_grade_outside_0_1_2(tmp_path):
+    from boostmdr.formats import read_verdicts, write_verdicts
+
+    write_verdicts(tmp_path / "a.jsonl", [{"qid": "q", "docid": "d", "verdict": 0}, {"qid": "q", "docid": "e", "verdict": None}])
+    write_verdicts(tmp_path / "b.jsonl", [{"qid": "q", "docid": "d", "verdict": 2}])
+    assert {k: r["verdict"] for k, r in read_verdicts([tmp_path / "a.jsonl"]).items()} == {("q", "d"): 0, ("q", "e"): None}
+    with pytest.raises(FormatError, match=r"b.jsonl:1: second verdict for query 'q', document 'd'"):
+        read_verdicts([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    write_verdicts(tmp_path / "c.jsonl", [{"qid": "q", "docid": "d", "verdict": 3}])
+    with pytest.raises(FormatError, match=r"c.jsonl:1: verdict must be 0, 1, 2 or null, got 3"):
+        read_verdicts([tmp_path / "c.jsonl"])

@@ -10,7 +10,7 @@ from boostmdr.sampler import (
     build_sampler,
     parse_sampler_args,
 )
-from boostmdr.training_data import GroupDataset, TrainQuery
+from boostmdr.training_data import GroupDataset, PoolQuery
 
 
 def _batches(sampler, epoch):
@@ -46,7 +46,7 @@ def test_same_seed_and_epoch_same_batches_other_epoch_or_seed_differs():
 
 
 def test_default_sampler_mixes_languages():
-    queries = [TrainQuery(f"q{i}", "x", lang, ("d",), ("n",)) for i, lang in enumerate(["sw"] * 10 + ["te"] * 10)]
+    queries = [PoolQuery(f"q{i}", "x", lang, ("d",), ("n",)) for i, lang in enumerate(["sw"] * 10 + ["te"] * 10)]
     ds = GroupDataset(queries, {"sw": {"d": "", "n": ""}, "te": {"d": "", "n": ""}}, group_size=2, seed=0)
     sampler, provider = build_sampler("shuffled", ds, batch_size=4, seed=0)
     assert provider is None
@@ -56,7 +56,7 @@ def test_default_sampler_mixes_languages():
 
 
 def test_registry_errors_name_the_choices():
-    ds = GroupDataset([TrainQuery("q", "x", "sw", ("d",), ("n",))], {"sw": {"d": "", "n": ""}}, 2, 0)
+    ds = GroupDataset([PoolQuery("q", "x", "sw", ("d",), ("n",))], {"sw": {"d": "", "n": ""}}, 2, 0)
     with pytest.raises(ValueError, match=r"unknown sampler 'topic'; registered samplers: \['shuffled'\]"):
         build_sampler("topic", ds, 1, 0)
     with pytest.raises(ValueError, match="only the option drop_last"):

@@ -7,16 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from boostmdr.encode import read_shard, write_shard
-from boostmdr.formats import FormatError, Hit, read_run, shard_bounds, write_run
-from boostmdr.search import (
-    merge_hits,
+from boostmdr.formats import (
+    FormatError,
+    Hit,
     read_positive_scores,
-    search_shard,
-    search_shards,
-    topk_inner_product,
+    read_run,
+    read_shard,
+    shard_bounds,
     write_positive_scores,
+    write_run,
+    write_shard,
 )
+from boostmdr.search import merge_hits, search_shard, search_shards, topk_inner_product
 
 
 def brute_force(q_emb, emb, ids, depth):

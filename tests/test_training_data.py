@@ -7,7 +7,7 @@ import json
 import pytest
 
 from boostmdr.formats import FormatError, Negative, NegativesRecord, write_jsonl, write_negatives
-from boostmdr.training_data import GroupDataset, TrainQuery, load_queries, parse_corpus_args
+from boostmdr.training_data import GroupDataset, PoolQuery, load_queries, parse_corpus_args
 
 
 def _rec(qid, lang, positives, negatives):
@@ -19,7 +19,7 @@ def _texts(lang, docids):
 
 
 def test_positive_rotates_through_all_positives_by_epoch():
-    q = TrainQuery("q1", "x", "sw", ("p1", "p2", "p3"), ("n1",))
+    q = PoolQuery("q1", "x", "sw", ("p1", "p2", "p3"), ("n1",))
     ds = GroupDataset([q], _texts("sw", ["p1", "p2", "p3", "n1"]), group_size=2, seed=3)
     firsts = [ds.group(0, e).docids[0] for e in range(6)]
     assert sorted(firsts[:3]) == ["p1", "p2", "p3"]
@@ -28,7 +28,7 @@ def test_positive_rotates_through_all_positives_by_epoch():
 
 def test_negative_windows_cover_the_pool_once_per_pass_without_repeats():
     negs = tuple(f"n{i}" for i in range(10))
-    q = TrainQuery("q1", "x", "sw", ("p",), negs)
+    q = PoolQuery("q1", "x", "sw", ("p",), negs)
     ds = GroupDataset([q], _texts("sw", ["p", *negs]), group_size=4, seed=0)
     groups = [ds.group(0, e).docids[1:] for e in range(8)]  # 3 negatives per group, 4 windows per pass
     for g in groups:
@@ -41,7 +41,7 @@ def test_negative_windows_cover_the_pool_once_per_pass_without_repeats():
 
 
 def test_too_few_negatives_uses_all_then_samples_with_replacement():
-    q = TrainQuery("q1", "x", "sw", ("p",), ("a", "b"))
+    q = PoolQuery("q1", "x", "sw", ("p",), ("a", "b"))
     ds = GroupDataset([q], _texts("sw", ["p", "a", "b"]), group_size=8, seed=0)
     for epoch in range(3):
         g = ds.group(0, epoch)
@@ -96,7 +96,7 @@ def test_missing_docid_language_or_duplicate_query_is_named(tmp_path):
 
 
 def test_fingerprint_changes_with_data_and_seed():
-    q = TrainQuery("q1", "x", "sw", ("p",), ("n",))
+    q = PoolQuery("q1", "x", "sw", ("p",), ("n",))
     base = GroupDataset([q], _texts("sw", ["p", "n"]), 2, 0).fingerprint()
     assert base == GroupDataset([q], _texts("sw", ["p", "n"]), 2, 0).fingerprint()
     assert base != GroupDataset([q], _texts("sw", ["p", "n"]), 2, 1).fingerprint()

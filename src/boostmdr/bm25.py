@@ -172,19 +172,9 @@ def write_json_collection(corpus: str | os.PathLike, out_dir: str | os.PathLike,
     handles = [open(out_dir / f"part-{i:03d}.jsonl", "w", encoding="utf-8") for i in range(num_files)]
     n = 0
     try:
-        for lineno, rec in formats.read_jsonl(corpus):
-            docid, text = rec.get("docid"), rec.get("text")
-            if not isinstance(docid, str) or not docid or len(docid.split()) != 1 or docid.strip() != docid:
-                raise FormatError(corpus, lineno, f"corpus record needs a non-empty 'docid' string without "
-                                                  f"whitespace (TREC runs are space-separated), got {docid!r}")
-            if not isinstance(text, str):
-                raise FormatError(corpus, lineno, f"corpus record {docid!r} needs a string 'text'")
-            title = rec.get("title")
-            if title is not None and not isinstance(title, str):
-                raise FormatError(corpus, lineno, f"corpus record {docid!r}: 'title' must be a string")
-            contents = formats.passage_text({"title": title, "text": text})
+        for rec in formats.read_corpus(corpus):
             fh = handles[n % num_files]
-            fh.write(json.dumps({"id": docid, "contents": contents}, ensure_ascii=False))
+            fh.write(json.dumps({"id": rec["docid"], "contents": formats.passage_text(rec)}, ensure_ascii=False))
             fh.write("\n")
             n += 1
     finally:

@@ -15,9 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from boostmdr.formats import FormatError, atomic_write, open_text, passage_text, read_corpus, read_json, shard_bounds
+from boostmdr.formats import FormatError, open_text, passage_text, read_corpus, read_json, shard_bounds, write_shard
 from boostmdr.utils import set_threads, setup_logging
 
 log = logging.getLogger(__name__)
@@ -47,12 +45,9 @@ def read_shard_passages(
     start, stop = shard_bounds(n_passages, shard, num_shards)
     ids: list[str] = []
     texts: list[str] = []
-    for lineno, doc in enumerate(read_corpus(corpus, start, stop), start=start + 1):
-        try:
-            ids.append(str(doc["docid"]))
-            texts.append(passage_text(doc))
-        except (KeyError, TypeError):
-            raise FormatError(corpus, lineno, "expected a passage with 'docid' and 'text'") from None
+    for doc in read_corpus(corpus, start, stop):
+        ids.append(doc["docid"])
+        texts.append(passage_text(doc))
     if len(ids) != stop - start:
         raise FormatError(
             corpus,
@@ -61,36 +56,6 @@ def read_shard_passages(
             f"only {start + len(ids)} lines (is the passage count from stats.json stale?)",
         )
     return ids, texts
-
-
-def write_shard(path: str | os.PathLike, emb: np.ndarray, ids: Sequence[str]) -> None:
-    """Write a shard ``.npz`` (``emb`` float32 ``[n, d]``, ``ids`` strings) atomically."""
-    emb = np.asarray(emb, dtype=np.float32)
-    if emb.ndim != 2 or emb.shape[0] != len(ids):
-        raise ValueError(f"embeddings of shape {emb.shape} do not match {len(ids)} ids")
-    ids_arr = np.array(list(ids), dtype=np.str_) if len(ids) else np.zeros(0, dtype="<U1")
-    with atomic_write(path, "wb") as fh:
-        np.savez(fh, emb=emb, ids=ids_arr)
-
-
-def read_shard(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Read a shard ``.npz``: ``(emb float32 [n, d], ids)``; a malformed file names itself."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("emb", "ids") if k not in data.files]
-            if missing:
-                raise FormatError(path, None, f"shard file lacks the array(s) {missing} (has {data.files})")
-            emb = np.ascontiguousarray(data["emb"], dtype=np.float32)
-            ids = [str(x) for x in data["ids"]]
-    except (ValueError, OSError) as err:
-        if isinstance(err, FormatError):
-            raise
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise FormatError(path, None, f"not a shard .npz ({err})") from None
-    if emb.ndim != 2 or emb.shape[0] != len(ids):
-        raise FormatError(path, None, f"'emb' of shape {emb.shape} does not match {len(ids)} ids")
-    return emb, ids
 
 
 def encode_shard(

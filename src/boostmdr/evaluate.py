@@ -27,11 +27,11 @@ import argparse
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from boostmdr import formats
-from boostmdr.formats import FormatError, Run
+from boostmdr.formats import EvalResult, FormatError, Run, read_eval, write_eval
 from boostmdr.utils import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -57,60 +57,6 @@ def trec_eval_name(measure: str) -> str:
         f"unknown measure {measure!r}: use a trec_eval measure name as pytrec_eval reports it, e.g. "
         f"{', '.join(MEASURES)}, map, P_10"
     )
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """One run evaluated against one qrels file: the record of ``results/eval/.../{lang}.json``."""
-
-    run: str
-    qrels: str
-    num_queries: int
-    aggregate: dict[str, float]
-    per_query: dict[str, dict[str, float]]
-
-    @property
-    def measures(self) -> tuple[str, ...]:
-        return tuple(self.aggregate)
-
-    def values(self, measure: str, qids: Iterable[str] | None = None) -> list[float]:
-        """Per-query values of ``measure`` in the order of ``qids`` (default: the qrels order)."""
-        if measure not in self.aggregate:
-            raise EvaluationError(f"{self.run}: measure {measure!r} not evaluated; have {', '.join(self.aggregate)}")
-        return [self.per_query[q][measure] for q in (self.per_query if qids is None else qids)]
-
-    def to_json(self) -> dict:
-        return {
-            "run": self.run,
-            "qrels": self.qrels,
-            "num_queries": self.num_queries,
-            "aggregate": dict(self.aggregate),
-            "per_query": {q: dict(v) for q, v in self.per_query.items()},
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping, source: str = "<eval>") -> EvalResult:
-        try:
-            res = cls(
-                run=str(obj["run"]),
-                qrels=str(obj["qrels"]),
-                num_queries=int(obj["num_queries"]),
-                aggregate={str(k): float(v) for k, v in obj["aggregate"].items()},
-                per_query={str(q): {str(k): float(v) for k, v in m.items()} for q, m in obj["per_query"].items()},
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise FormatError(source, None, f"not an evaluation record ({type(err).__name__}: {err})") from None
-        if res.num_queries != len(res.per_query):
-            raise FormatError(source, None, f"num_queries {res.num_queries} but {len(res.per_query)} per-query entries")
-        return res
-
-
-def read_eval(path: str | os.PathLike) -> EvalResult:
-    return EvalResult.from_json(formats.read_json(path), source=str(path))
-
-
-def write_eval(path: str | os.PathLike, result: EvalResult) -> None:
-    formats.write_json(path, result.to_json())
 
 
 def evaluate_run(

@@ -1,9 +1,11 @@
 """File formats shared by every step of the workflow (see docs/formats.md).
 
-Everything here reads or writes plain files: JSON lines (optionally gzipped), TREC runs, TREC qrels,
-topic TSVs and the negatives files that miners, the stage-1 judge and the stage-2 generator all write.
-Readers raise :class:`FormatError`, which names the file and the 1-based line of the problem.
-Writers go through :func:`atomic_write`, so a killed step never leaves a complete-looking file.
+Every format that passes between rules has its one reader and its one writer here: JSON lines
+(optionally gzipped), topic TSVs, TREC qrels and runs, the prepared ``train.jsonl`` and ``corpus.jsonl``,
+candidate positive scores, corpus shard embeddings, verdict files, evaluation records, and the negatives
+files that miners, the stage-1 judge and the stage-2 generator all write. Readers raise
+:class:`FormatError`, which names the file and the 1-based line of the problem. Writers go through
+:func:`atomic_write`, so a killed step never leaves a complete-looking file.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class FormatError(ValueError):
@@ -217,9 +222,76 @@ def iter_positive_scores(path: str | os.PathLike) -> Iterator[tuple[int, str, st
             yield lineno, qid, docid, value
 
 
-def read_positive_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
-    """Read a ``.positives.tsv`` into ``{qid: {docid: score}}``; a repeated (qid, docid) is an error."""
-    return nest_by_query(path, iter_positive_scores(path), "score")
+def read_positive_scores(
+    path: str | os.PathLike, train: Mapping[str, LabelledQuery] | None = None
+) -> dict[str, dict[str, float]]:
+    """Read a ``.positives.tsv`` into ``{qid: {docid: score}}``; a repeated (qid, docid) is an error.
+
+    With ``train`` (from :func:`read_train`), a row whose query is not a training query, or whose
+    document is not one of that query's positives, is an error: the two files come from different data
+    preparations.
+    """
+    if train is None:
+        return nest_by_query(path, iter_positive_scores(path), "score")
+    positives = {q.qid: set(q.positives) for q in train.values()}
+
+    def checked() -> Iterator[tuple[int, str, str, float]]:
+        for lineno, qid, docid, value in iter_positive_scores(path):
+            if qid not in positives:
+                raise FormatError(path, lineno, f"query {qid!r} is not in the training file")
+            if docid not in positives[qid]:
+                raise FormatError(path, lineno, f"document {docid!r} is not a labelled positive of query {qid!r}")
+            yield lineno, qid, docid, value
+
+    return nest_by_query(path, checked(), "score")
+
+
+def write_positive_scores(path: str | os.PathLike, rows: Iterable[tuple[str, str, float]]) -> None:
+    """Write ``qid<TAB>docid<TAB>score`` lines atomically."""
+    with atomic_write(path) as fh:
+        for qid, docid, score in rows:
+            fh.write(f"{qid}\t{docid}\t{score:.6f}\n")
+
+
+# ------------------------------------------------------------------------------ training queries
+
+
+@dataclass(frozen=True)
+class LabelledQuery:
+    """One line of a prepared ``train.jsonl``: a training query and its human judgements (``positives``
+    judged relevant, ``negatives`` judged non-relevant), in the order of the raw qrels."""
+
+    qid: str
+    query: str
+    positives: tuple[str, ...]
+    negatives: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"qid": self.qid, "query": self.query, "positives": list(self.positives), "negatives": list(self.negatives)}
+
+
+def read_train(path: str | os.PathLike) -> dict[str, LabelledQuery]:
+    """Read a prepared ``train.jsonl`` into ``{qid: LabelledQuery}``, keeping file order."""
+    out: dict[str, LabelledQuery] = {}
+    for lineno, rec in read_jsonl(path):
+        try:
+            qid = str(rec["qid"])
+            query = rec["query"]
+            positives = rec["positives"]
+        except KeyError as err:
+            raise FormatError(path, lineno, f"train record lacks field {err}") from None
+        negatives = rec.get("negatives", [])
+        if not isinstance(positives, list) or not isinstance(negatives, list):
+            raise FormatError(path, lineno, "'positives' and 'negatives' must be lists of docids")
+        if qid in out:
+            raise FormatError(path, lineno, f"duplicate query id {qid!r}")
+        out[qid] = LabelledQuery(qid, str(query), tuple(map(str, positives)), tuple(map(str, negatives)))
+    return out
+
+
+def write_train(path: str | os.PathLike, records: Iterable[LabelledQuery]) -> int:
+    """Write a prepared ``train.jsonl`` atomically; returns the number of queries."""
+    return write_jsonl(path, (r.to_json() for r in records))
 
 
 # -------------------------------------------------------------------------------------------- runs
@@ -278,14 +350,48 @@ def write_run(path: str | os.PathLike, run: Run, tag: str, depth: int | None = N
 
 
 def read_corpus(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Iterator[dict]:
-    """Yield prepared-corpus records ``{"docid", "title", "text"}`` for lines ``start <= i < stop``."""
+    """Yield prepared-corpus records ``{"docid", "title", "text"}`` of the 0-based lines ``start <= i <
+    stop``, checked: a line that is not JSON, or a record without a docid free of whitespace (TREC runs
+    are space-separated) or without a string text, names the file and its 1-based line."""
     with open_text(path) as fh:
         for i, line in enumerate(fh):
             if i < start:
                 continue
             if stop is not None and i >= stop:
                 break
-            yield json.loads(line)
+            lineno = i + 1
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
+            if not isinstance(rec, dict):
+                raise FormatError(path, lineno, "expected a JSON object")
+            docid, text, title = rec.get("docid"), rec.get("text"), rec.get("title")
+            if not isinstance(docid, str) or not docid or len(docid.split()) != 1 or docid.strip() != docid:
+                raise FormatError(path, lineno, f"corpus record needs a non-empty 'docid' string without "
+                                                f"whitespace (TREC runs are space-separated), got {docid!r}")
+            if not isinstance(text, str):
+                raise FormatError(path, lineno, f"corpus record {docid!r} needs a string 'text'")
+            if title is not None and not isinstance(title, str):
+                raise FormatError(path, lineno, f"corpus record {docid!r}: 'title' must be a string")
+            yield rec
+
+
+def corpus_record(docid: str, title: str, text: str) -> str:
+    """One line of a prepared ``corpus.jsonl`` (without the newline)."""
+    return json.dumps({"docid": docid, "title": title, "text": text}, ensure_ascii=False)
+
+
+def write_corpus(path: str | os.PathLike, docs: Iterable[tuple[str, str, str]]) -> int:
+    """Write ``(docid, title, text)`` passages as a prepared ``corpus.jsonl`` atomically, in the given
+    order; returns the count. An exception raised while ``docs`` is consumed leaves no file."""
+    n = 0
+    with atomic_write(path) as fh:
+        for docid, title, text in docs:
+            fh.write(corpus_record(docid, title, text))
+            fh.write("\n")
+            n += 1
+    return n
 
 
 def passage_text(doc: dict, separator: str = " ") -> str:
@@ -301,6 +407,41 @@ def shard_bounds(n_items: int, shard: int, num_shards: int) -> tuple[int, int]:
     base, extra = divmod(n_items, num_shards)
     start = shard * base + min(shard, extra)
     return start, start + base + (1 if shard < extra else 0)
+
+
+# ----------------------------------------------------------------------------- shard embeddings
+
+
+def write_shard(path: str | os.PathLike, emb: np.ndarray, ids: Sequence[str]) -> None:
+    """Write a corpus shard's embeddings ``.npz`` (``emb`` float32 ``[n, d]``, ``ids`` strings) atomically."""
+    import numpy as np
+
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(ids):
+        raise ValueError(f"embeddings of shape {emb.shape} do not match {len(ids)} ids")
+    ids_arr = np.array(list(ids), dtype=np.str_) if len(ids) else np.zeros(0, dtype="<U1")
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, emb=emb, ids=ids_arr)
+
+
+def read_shard(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """Read a shard ``.npz``: ``(emb float32 [n, d], ids)``; a malformed file names itself."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("emb", "ids") if k not in data.files]
+            if missing:
+                raise FormatError(path, None, f"shard file lacks the array(s) {missing} (has {data.files})")
+            emb = np.ascontiguousarray(data["emb"], dtype=np.float32)
+            ids = [str(x) for x in data["ids"]]
+    except (ValueError, OSError) as err:
+        if isinstance(err, (FormatError, FileNotFoundError)):
+            raise
+        raise FormatError(path, None, f"not a shard .npz ({err})") from None
+    if emb.ndim != 2 or emb.shape[0] != len(ids):
+        raise FormatError(path, None, f"'emb' of shape {emb.shape} does not match {len(ids)} ids")
+    return emb, ids
 
 
 # ------------------------------------------------------------------------------------- negatives
@@ -383,3 +524,90 @@ def read_negatives(path: str | os.PathLike) -> list[NegativesRecord]:
 
 def write_negatives(path: str | os.PathLike, records: Iterable[NegativesRecord]) -> int:
     return write_jsonl(path, (r.to_json() for r in records))
+
+
+# -------------------------------------------------------------------------------------- verdicts
+
+VERDICTS = (0, 1, 2)
+"""The judge's relevance grades: 0 irrelevant, 1 partially relevant, 2 highly relevant."""
+
+
+def read_verdicts(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(qid, docid): record}`` from the verdict files of one judge (one per chunk); a candidate
+    judged twice, or a verdict outside 0, 1, 2 and null, names its file and line."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in paths:
+        for lineno, rec in read_jsonl(path):
+            try:
+                key = (str(rec["qid"]), str(rec["docid"]))
+                verdict = rec["verdict"]
+            except KeyError as err:
+                raise FormatError(path, lineno, f"verdict record lacks field {err}") from None
+            if verdict is not None and verdict not in VERDICTS:
+                raise FormatError(path, lineno, f"verdict must be 0, 1, 2 or null, got {verdict!r}")
+            if key in out:
+                raise FormatError(path, lineno, f"second verdict for query {key[0]!r}, document {key[1]!r}")
+            out[key] = rec
+    return out
+
+
+def write_verdicts(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
+    """Write verdict records (one judged candidate per line) atomically; returns the count."""
+    return write_jsonl(path, records)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One run evaluated against one qrels file: the record of ``results/eval/.../{lang}.json``."""
+
+    run: str
+    qrels: str
+    num_queries: int
+    aggregate: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        return tuple(self.aggregate)
+
+    def values(self, measure: str, qids: Iterable[str] | None = None) -> list[float]:
+        """Per-query values of ``measure`` in the order of ``qids`` (default: the qrels order)."""
+        if measure not in self.aggregate:
+            raise ValueError(f"{self.run}: measure {measure!r} not evaluated; have {', '.join(self.aggregate)}")
+        return [self.per_query[q][measure] for q in (self.per_query if qids is None else qids)]
+
+    def to_json(self) -> dict:
+        return {
+            "run": self.run,
+            "qrels": self.qrels,
+            "num_queries": self.num_queries,
+            "aggregate": dict(self.aggregate),
+            "per_query": {q: dict(v) for q, v in self.per_query.items()},
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping, source: str = "<eval>") -> EvalResult:
+        try:
+            res = cls(
+                run=str(obj["run"]),
+                qrels=str(obj["qrels"]),
+                num_queries=int(obj["num_queries"]),
+                aggregate={str(k): float(v) for k, v in obj["aggregate"].items()},
+                per_query={str(q): {str(k): float(v) for k, v in m.items()} for q, m in obj["per_query"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise FormatError(source, None, f"not an evaluation record ({type(err).__name__}: {err})") from None
+        if res.num_queries != len(res.per_query):
+            raise FormatError(source, None, f"num_queries {res.num_queries} but {len(res.per_query)} per-query entries")
+        return res
+
+
+def read_eval(path: str | os.PathLike) -> EvalResult:
+    return EvalResult.from_json(read_json(path), source=str(path))
+
+
+def write_eval(path: str | os.PathLike, result: EvalResult) -> None:
+    write_json(path, result.to_json())

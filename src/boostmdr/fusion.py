@@ -29,8 +29,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .formats import Hit, Run, read_run, sort_hits, write_run
-from .miners import read_train_queries
+from .formats import Hit, Run, read_run, read_train, sort_hits, write_run
 from .utils import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -169,7 +168,7 @@ def fuse_files(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"run(s) given more than once: {', '.join(dupes)} (each member counts once)")
-    train = read_train_queries(train_path)
+    train = read_train(train_path)
     runs = []
     for path in run_paths:
         run = read_run(path)

@@ -59,20 +59,22 @@ from pathlib import Path
 from typing import Any
 
 from .formats import (
+    VERDICTS,
     FormatError,
+    LabelledQuery,
     Negative,
     NegativesRecord,
     passage_text,
     read_corpus,
-    read_jsonl,
     read_qrels,
     read_run,
+    read_train,
+    read_verdicts,
     shard_bounds,
     write_json,
-    write_jsonl,
     write_negatives,
+    write_verdicts,
 )
-from .miners import TrainQuery, read_train_queries
 from .utils import set_threads, setup_logging
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ PLACEHOLDERS = ("question", "candidate", "reference")
 AUTHORS_SAMPLES = "0.7:0.4,0.8:0.6,0.9:0.8,0.8:0.4"
 """The authors' four samples as ``top_p:temperature`` pairs."""
 REFERENCE_MODES = ("positive", "empty")
-SCORES = (0, 1, 2)
+SCORES = VERDICTS
 CACHE_KEY_VERSION = 1
 
 
@@ -420,7 +422,7 @@ def load_texts(corpus_path: str | os.PathLike, wanted: set[str]) -> dict[str, st
 def build_pairs(
     template: PromptTemplate,
     settings: JudgeSettings,
-    train: dict[str, TrainQuery],
+    train: dict[str, LabelledQuery],
     run: dict[str, list],
     qids: Sequence[str],
     texts: dict[str, str],
@@ -602,7 +604,7 @@ def run_verdicts(
     cache_path: str | os.PathLike | None = None,
 ) -> Counter[str]:
     """Judge the candidates of one chunk of queries and write the verdict file."""
-    train = read_train_queries(train_path)
+    train = read_train(train_path)
     run = read_run(candidates)
     unknown = sorted(set(run) - train.keys())
     if unknown:
@@ -646,7 +648,7 @@ def run_verdicts(
         "template_sha256": template.sha256,
     }
     records = [verdict_record(p, lang, settings.reference, settings.max_new_tokens, meta) for p in pairs]
-    write_jsonl(out, records)
+    write_verdicts(out, records)
     verdicts = Counter(str(r["verdict"]) for r in records)
     counts.update({f"verdict_{k}": v for k, v in verdicts.items()})
     log.info(
@@ -677,23 +679,6 @@ def parse_keep(spec: str) -> frozenset[int]:
     return keep
 
 
-def read_verdicts(paths: Sequence[str | os.PathLike]) -> dict[tuple[str, str], dict[str, Any]]:
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in paths:
-        for lineno, rec in read_jsonl(path):
-            try:
-                key = (str(rec["qid"]), str(rec["docid"]))
-                verdict = rec["verdict"]
-            except KeyError as err:
-                raise FormatError(path, lineno, f"verdict record lacks field {err}") from None
-            if verdict is not None and verdict not in SCORES:
-                raise FormatError(path, lineno, f"verdict must be 0, 1, 2 or null, got {verdict!r}")
-            if key in out:
-                raise FormatError(path, lineno, f"second verdict for query {key[0]!r}, document {key[1]!r}")
-            out[key] = rec
-    return out
-
-
 def build_pool(
     candidates: str | os.PathLike,
     train_path: str | os.PathLike,
@@ -705,7 +690,7 @@ def build_pool(
 ) -> list[NegativesRecord]:
     """The negatives of every training query: its candidates whose verdict is in ``keep`` (fused rank
     order). ``keep=None`` keeps every candidate unjudged (Table 5 "w/o LLM judgment")."""
-    train = read_train_queries(train_path)
+    train = read_train(train_path)
     run = read_run(candidates)
     verdicts = read_verdicts(verdict_paths) if keep is not None else {}
     records: list[NegativesRecord] = []

@@ -45,19 +45,18 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .formats import (
-    FormatError,
     Hit,
+    LabelledQuery,
     Negative,
     NegativesRecord,
-    iter_positive_scores,
-    nest_by_query,
-    read_jsonl,
+    read_positive_scores,
     read_run,
+    read_train,
     sort_hits,
     write_negatives,
 )
@@ -276,54 +275,6 @@ def build_miner(method: str | MinerMethod, **settings: Any) -> Miner:
 # ------------------------------------------------------------------------------------------- inputs
 
 
-@dataclass(frozen=True)
-class TrainQuery:
-    qid: str
-    query: str
-    positives: tuple[str, ...]
-
-
-def read_train_queries(path: str | os.PathLike) -> dict[str, TrainQuery]:
-    """Read ``train.jsonl`` (``qid``, ``query``, ``positives``), keeping file order."""
-    out: dict[str, TrainQuery] = {}
-    for lineno, rec in read_jsonl(path):
-        try:
-            qid = str(rec["qid"])
-            query = rec["query"]
-            positives = rec["positives"]
-        except KeyError as err:
-            raise FormatError(path, lineno, f"train record lacks field {err}") from None
-        if not isinstance(positives, list):
-            raise FormatError(path, lineno, "'positives' must be a list of docids")
-        if qid in out:
-            raise FormatError(path, lineno, f"duplicate query id {qid!r}")
-        out[qid] = TrainQuery(qid, str(query), tuple(str(p) for p in positives))
-    return out
-
-
-def read_positive_scores(
-    path: str | os.PathLike, train: dict[str, TrainQuery] | None = None
-) -> dict[str, dict[str, float]]:
-    """Read ``qid<TAB>docid<TAB>score`` into ``{qid: {docid: score}}``.
-
-    With ``train``, a row whose query is not a training query, or whose document is not one of that
-    query's positives, is an error: the two files come from different data preparations.
-    """
-    if train is None:
-        return nest_by_query(path, iter_positive_scores(path), "score")
-    positives = {q.qid: set(q.positives) for q in train.values()}
-
-    def checked() -> Iterator[tuple[int, str, str, float]]:
-        for lineno, qid, docid, value in iter_positive_scores(path):
-            if qid not in positives:
-                raise FormatError(path, lineno, f"query {qid!r} is not in the training file")
-            if docid not in positives[qid]:
-                raise FormatError(path, lineno, f"document {docid!r} is not a labelled positive of query {qid!r}")
-            yield lineno, qid, docid, value
-
-    return nest_by_query(path, checked(), "score")
-
-
 def positive_score_of(positives: Sequence[str], scores: dict[str, float]) -> float | None:
     """The score the positive-relative filters compare against: the minimum over the scored positives."""
     values = [scores[p] for p in positives if p in scores]
@@ -351,7 +302,7 @@ class MiningStats:
 
 def mine(
     miner: Miner,
-    train: dict[str, TrainQuery],
+    train: dict[str, LabelledQuery],
     candidates: dict[str, list[Hit]],
     positive_scores: dict[str, dict[str, float]],
     lang: str,
@@ -394,7 +345,7 @@ def mine_files(
     out_path: str | os.PathLike,
 ) -> MiningStats:
     """Read the three inputs, mine, write the negatives file atomically and log the statistics."""
-    train = read_train_queries(train_path)
+    train = read_train(train_path)
     candidates = read_run(candidates_path)
     stray = [qid for qid in candidates if qid not in train]
     if stray:

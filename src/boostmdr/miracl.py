@@ -21,7 +21,6 @@ the duplicate check), so English's 33M passages need about 270 MB.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import zlib
 from array import array
@@ -33,14 +32,15 @@ from tqdm import tqdm
 
 from boostmdr.formats import (
     FormatError,
-    atomic_write,
+    LabelledQuery,
     iter_qrels,
-    open_text,
     read_jsonl,
     read_topics,
+    write_corpus,
     write_json,
-    write_jsonl,
+    write_qrels,
     write_topics,
+    write_train,
 )
 from boostmdr.utils import setup_logging
 
@@ -179,27 +179,28 @@ def convert_corpus(shards: list[Path], out_path: Path, judgements: list[Judgemen
     Nothing is written if a docid is duplicated or a judged docid is not in the corpus.
     """
     needed = set().union(*(j.first_line for j in judgements))
-    hashes = array("q")
-    found: set[str] = set()
-    empty = 0
-    n = 0
-    with atomic_write(out_path) as out, tqdm(desc="corpus", unit="passage", unit_scale=True, leave=False) as bar:
-        for shard in shards:
-            for lineno, rec in _iter_shard(shard):
-                docid, title, text = _check_record(shard, lineno, rec)
-                hashes.append(hash(docid))
-                if docid in needed:
-                    found.add(docid)
-                if not text.strip():
-                    empty += 1
-                out.write(json.dumps({"docid": docid, "title": title, "text": text}, ensure_ascii=False))
-                out.write("\n")
-                n += 1
-                if n % 10000 == 0:
-                    bar.update(10000)
-            log.info("read %s (%d passages so far)", shard, n)
-        bar.update(n % 10000)
-        if n == 0:
+    counts = {"passages": 0, "empty_texts": 0}
+
+    def passages():
+        hashes = array("q")
+        found: set[str] = set()
+        with tqdm(desc="corpus", unit="passage", unit_scale=True, leave=False) as bar:
+            for shard in shards:
+                for lineno, rec in _iter_shard(shard):
+                    docid, title, text = _check_record(shard, lineno, rec)
+                    hashes.append(hash(docid))
+                    if docid in needed:
+                        found.add(docid)
+                    if not text.strip():
+                        counts["empty_texts"] += 1
+                    yield docid, title, text
+                    counts["passages"] += 1
+                    if counts["passages"] % 10000 == 0:
+                        bar.update(10000)
+                log.info("read %s (%d passages so far)", shard, counts["passages"])
+            bar.update(counts["passages"] % 10000)
+        # Still inside write_corpus's atomic write: a failed check leaves no corpus.jsonl.
+        if counts["passages"] == 0:
             raise FormatError(shards[0], None, "the corpus has no passages")
         h = np.sort(np.frombuffer(hashes, dtype=np.int64))
         clash = h[1:][h[1:] == h[:-1]]
@@ -207,7 +208,9 @@ def convert_corpus(shards: list[Path], out_path: Path, judgements: list[Judgemen
             _find_duplicate(shards, set(clash.tolist()))
         if needed - found:
             raise _unknown_document(judgements, needed - found, shards[0].parent)
-    return {"passages": n, "empty_texts": empty}
+
+    write_corpus(out_path, passages())
+    return counts
 
 
 # ------------------------------------------------------------------------------------------ prepare
@@ -241,7 +244,7 @@ def prepare(raw_dir: str | Path, lang: str, out_dir: str | Path, eval_split: str
             dropped.append(qid)
             continue
         negatives = [d for d, r in judged if r == 0]
-        records.append({"qid": qid, "query": query, "positives": positives, "negatives": negatives})
+        records.append(LabelledQuery(qid, query, tuple(positives), tuple(negatives)))
         kept_topics[qid] = query
     if dropped:
         log.warning(
@@ -256,12 +259,10 @@ def prepare(raw_dir: str | Path, lang: str, out_dir: str | Path, eval_split: str
             paths["eval_qrels"], len(eval_no_judgement), eval_split, len(eval_no_positive),
         )
 
-    write_jsonl(out / "train.jsonl", records)
+    write_train(out / "train.jsonl", records)
     write_topics(out / "train.topics.tsv", kept_topics)
     write_topics(out / "dev.topics.tsv", eval_topics)
-    with atomic_write(out / "dev.qrels.tsv") as fh:
-        for qid, judged in evals.by_query.items():
-            fh.write("".join(f"{qid} Q0 {d} {r}\n" for d, r in judged))
+    write_qrels(out / "dev.qrels.tsv", {qid: dict(judged) for qid, judged in evals.by_query.items()})
 
     stats = {
         "lang": lang,
@@ -273,8 +274,8 @@ def prepare(raw_dir: str | Path, lang: str, out_dir: str | Path, eval_split: str
         "corpus_shards": len(shards),
         "empty_texts": counts["empty_texts"],
         "train_topics_raw": len(train_topics),
-        "train_positives": sum(len(r["positives"]) for r in records),
-        "train_negatives": sum(len(r["negatives"]) for r in records),
+        "train_positives": sum(len(r.positives) for r in records),
+        "train_negatives": sum(len(r.negatives) for r in records),
         "dev_judgements": sum(len(j) for j in evals.by_query.values()),
         "dev_positives": sum(r for j in evals.by_query.values() for _, r in j),
         "dev_queries_no_positive": len(eval_no_judgement) + len(eval_no_positive),

@@ -11,7 +11,7 @@ candidates against it.
 
 Library entry points: :func:`search_shards` (embeddings in, run out; the generation stage reuses it
 with generated queries), :func:`dense_search` (encoder + topics), :func:`topk_inner_product`,
-:func:`merge_hits`, :func:`read_positive_scores`.
+:func:`merge_hits`.
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from boostmdr.encode import read_shard
 from boostmdr.formats import (
     FormatError,
     Hit,
     Run,
-    atomic_write,
-    read_jsonl,
-    read_positive_scores,
+    read_shard,
     read_topics,
+    read_train,
     sort_hits,
+    write_positive_scores,
     write_run,
 )
 from boostmdr.utils import set_threads, setup_logging
@@ -188,31 +187,6 @@ def dense_search(
     return search_shards(q_emb, qids, shards, depth, positives)
 
 
-# ----------------------------------------------------------------------------------- positive files
-
-
-def read_positives(path: str | os.PathLike) -> dict[str, list[str]]:
-    """``{qid: [positive docid, ...]}`` from a prepared ``train.jsonl``."""
-    out: dict[str, list[str]] = {}
-    for lineno, rec in read_jsonl(path):
-        try:
-            qid = str(rec["qid"])
-            pos = [str(d) for d in rec["positives"]]
-        except (KeyError, TypeError):
-            raise FormatError(path, lineno, "expected 'qid' and a 'positives' list") from None
-        if qid in out:
-            raise FormatError(path, lineno, f"duplicate query id {qid!r}")
-        out[qid] = pos
-    return out
-
-
-def write_positive_scores(path: str | os.PathLike, rows: Sequence[tuple[str, str, float]]) -> None:
-    """Write ``qid<TAB>docid<TAB>score`` lines atomically."""
-    with atomic_write(path) as fh:
-        for qid, docid, score in rows:
-            fh.write(f"{qid}\t{docid}\t{score:.6f}\n")
-
-
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -250,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     topics = read_topics(args.topics)
     positives = None
     if args.positives:
-        all_pos = read_positives(args.positives)
+        all_pos = {qid: list(q.positives) for qid, q in read_train(args.positives).items()}
         unknown = [q for q in all_pos if q not in topics]
         if unknown:
             raise ValueError(

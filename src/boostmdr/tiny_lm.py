@@ -65,7 +65,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .formats import FormatError, open_text, passage_text, read_corpus, read_jsonl
+from .formats import LabelledQuery, open_text, passage_text, read_corpus, read_jsonl, read_train
 from .judge import PromptTemplate, format_scores, render_judge_prompt
 from .llm.base import common_prefix_length
 from .utils import seed_everything, set_threads, setup_logging
@@ -250,14 +250,6 @@ def save(model: Any, tokenizer: Any, out: str | os.PathLike, info: dict[str, Any
 # ---------------------------------------------------------------------------------- judge examples
 
 
-@dataclass(frozen=True)
-class LabelledQuery:
-    qid: str
-    query: str
-    positives: tuple[str, ...]
-    negatives: tuple[str, ...]
-
-
 def read_labelled(data: str | os.PathLike) -> tuple[list[LabelledQuery], dict[str, str]]:
     """Training queries with positives, and every passage text, of one prepared-data directory (or of
     its ``train.jsonl``, with ``corpus.jsonl`` beside it)."""
@@ -270,14 +262,7 @@ def read_labelled(data: str | os.PathLike) -> tuple[list[LabelledQuery], dict[st
                 f"--train {data}: expected a prepared-data directory with train.jsonl and corpus.jsonl, "
                 f"or its train.jsonl (docs/formats.md); {p} is missing"
             )
-    queries = []
-    for lineno, rec in read_jsonl(train_path):
-        try:
-            q = LabelledQuery(str(rec["qid"]), rec["query"], tuple(map(str, rec["positives"])), tuple(map(str, rec.get("negatives", []))))
-        except KeyError as err:
-            raise FormatError(train_path, lineno, f"train record lacks field {err}") from None
-        if q.positives:
-            queries.append(q)
+    queries = [q for q in read_train(train_path).values() if q.positives]
     texts = {str(d["docid"]): passage_text(d) for d in read_corpus(corpus_path)}
     return queries, texts
 

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainQuery:
-    """A training query as the trainer uses it: docids only, texts live in :class:`GroupDataset`."""
+class PoolQuery:
+    """A training query as the trainer uses it (one line of a negatives file, cleaned): its positives and
+    its pool of negatives, docids only; texts live in :class:`GroupDataset`."""
 
     qid: str
     query: str
@@ -80,15 +81,15 @@ class LoadStats:
         return dict(self.__dict__)
 
 
-def load_queries(paths: Sequence[str | os.PathLike], group_size: int) -> tuple[list[TrainQuery], LoadStats]:
-    """Read negatives files into :class:`TrainQuery` records, skipping (and counting) unusable queries.
+def load_queries(paths: Sequence[str | os.PathLike], group_size: int) -> tuple[list[PoolQuery], LoadStats]:
+    """Read negatives files into :class:`PoolQuery` records, skipping (and counting) unusable queries.
 
     A query id may appear once per language across all files; a second occurrence names both files.
     """
     if group_size < 2:
         raise ValueError(f"group size must be >= 2 (one positive and at least one negative), got {group_size}")
     stats = LoadStats()
-    queries: list[TrainQuery] = []
+    queries: list[PoolQuery] = []
     seen: dict[tuple[str, str], str] = {}
     for path in paths:
         for rec in read_negatives(path):
@@ -117,7 +118,7 @@ def load_queries(paths: Sequence[str | os.PathLike], group_size: int) -> tuple[l
                 continue
             if len(negatives) < group_size - 1:
                 stats.too_few_negatives += 1
-            queries.append(TrainQuery(rec.qid, rec.query, rec.lang, positives, tuple(negatives)))
+            queries.append(PoolQuery(rec.qid, rec.query, rec.lang, positives, tuple(negatives)))
             stats.per_lang[rec.lang] = stats.per_lang.get(rec.lang, 0) + 1
     stats.kept = len(queries)
     if stats.skipped_no_negatives or stats.skipped_no_positives:
@@ -140,7 +141,7 @@ def load_queries(paths: Sequence[str | os.PathLike], group_size: int) -> tuple[l
 
 
 def load_passages(
-    queries: Iterable[TrainQuery], corpora: Mapping[str, str | os.PathLike]
+    queries: Iterable[PoolQuery], corpora: Mapping[str, str | os.PathLike]
 ) -> dict[str, dict[str, str]]:
     """``{lang: {docid: text}}`` for every passage the queries use; one scan of each needed corpus.
 
@@ -187,7 +188,7 @@ class GroupDataset:
 
     def __init__(
         self,
-        queries: Sequence[TrainQuery],
+        queries: Sequence[PoolQuery],
         texts: Mapping[str, Mapping[str, str]],
         group_size: int,
         seed: int,
