@@ -44,9 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _prompts(rng: random.Random) -> list[str]:
-    from boostmdr.judge import PromptTemplate
+    from boostmdr.judge import load_judge_template, render_judge_prompt
 
-    template = PromptTemplate.load(REPO / "config" / "prompts" / "judge.txt")
+    template = load_judge_template(REPO / "config" / "prompts" / "judge.txt")
     syl = [c + v for c in "bdfgkmnprstvz" for v in "aeiou"]
     word = lambda: "".join(rng.choice(syl) for _ in range(rng.randint(2, 3)))  # noqa: E731
     out = []
@@ -54,7 +54,7 @@ def _prompts(rng: random.Random) -> list[str]:
         query = " ".join(word() for _ in range(5))
         reference = " ".join(word() for _ in range(WORDS))
         for _ in range(N_CANDIDATES):
-            out.append(template.render(query, " ".join(word() for _ in range(WORDS)), reference))
+            out.append(render_judge_prompt(template, query, " ".join(word() for _ in range(WORDS)), reference))
     return out
 
 

@@ -4,6 +4,7 @@
 
 import copy
 import re
+import shlex
 
 from snakemake.utils import validate
 
@@ -216,6 +217,39 @@ def get_shard_files(wildcards):
 
 def bm25_analyzer(lang):
     return config["bm25"]["analyzer"].get(lang, lang)
+
+
+# -------------------------------------------------------------------------------------------- LLMs
+
+# The options of boostmdr.llm.options, split by whether they can change what the LLM writes. Each is a key of a
+# judge's config entry with the same name (max_model_len <-> --max-model-len).
+LLM_RESULT_OPTIONS = {"transformers": ("dtype",), "vllm": ("dtype", "max_model_len"), "http": ("endpoint",)}
+LLM_RUN_OPTIONS = {
+    "transformers": ("device", "max_batch_rows"),
+    "vllm": ("tensor_parallel_size", "gpu_memory_utilization"),
+    "http": ("base_url", "api_key_env", "concurrency", "timeout", "max_retries"),
+}
+
+
+def _llm_flags(spec, keys):
+    flags = []
+    for key in keys:
+        if spec.get(key) is not None:
+            flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(spec[key]))}")
+    return " ".join(flags)
+
+
+def llm_result_flags(spec):
+    """--backend, --model and the backend options that change outputs, from an LLM's config entry."""
+    backend = spec["backend"]
+    head = f"--backend {backend} --model {shlex.quote(spec['model'])}"
+    rest = _llm_flags(spec, LLM_RESULT_OPTIONS[backend])
+    return f"{head} {rest}".strip()
+
+
+def llm_run_flags(spec):
+    """The backend options that change only speed or where the model runs."""
+    return _llm_flags(spec, LLM_RUN_OPTIONS[spec["backend"]])
 
 
 # -------------------------------------------------------------------------------------------- variants

@@ -40,8 +40,7 @@ def get_judge_params(wildcards):
     """Everything that determines a verdict (the verdict cache is keyed on the same things)."""
     spec = judge_spec(wildcards.judge)
     return {
-        "backend": spec["backend"],
-        "model": spec["model"],
+        "llm": llm_result_flags(spec),
         "samples": ",".join(f"{p}:{t}" for p, t in spec["samples"]),
         "max_new_tokens": spec["max_new_tokens"],
         "max_passage_words": f"--max-passage-words {spec['max_passage_words']}" if spec["max_passage_words"] else "",
@@ -51,13 +50,8 @@ def get_judge_params(wildcards):
 
 
 def get_judge_backend_flags(wildcards):
-    """Backend options that do not change verdicts (where the model is served, how many requests at once)."""
-    spec = judge_spec(wildcards.judge)
-    if spec["backend"] == "http":
-        return f"--base-url {spec['base_url']} --api-key-env {spec['api_key_env']} --concurrency {spec['concurrency']}"
-    if spec["backend"] == "vllm":
-        return f"--tensor-parallel-size {spec['tensor_parallel_size']}"
-    return ""
+    """Backend options that do not change verdicts (where the model runs, how many requests at once)."""
+    return llm_run_flags(judge_spec(wildcards.judge))
 
 
 rule judge:
@@ -84,7 +78,7 @@ rule judge:
     shell:
         "python -m boostmdr.judge verdicts --candidates {input.candidates} --train {input.train} --corpus {input.corpus}"
         " --lang {wildcards.lang} --chunk {wildcards.chunk} --num-chunks {wildcards.nchunks}"
-        " --backend {params.judge[backend]} --model {params.judge[model]} {params.backend_flags}"
+        " {params.judge[llm]} {params.backend_flags}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
         " --cache results/cache/judge-{wildcards.judge}.sqlite --out {output} --threads {threads} --log {log}"

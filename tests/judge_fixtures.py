@@ -152,12 +152,12 @@ def hide_second_positives(world: Path, out: Path, n_queries: int | None = None, 
 def judge_against_truth(model_dir: Path, data: dict[str, Path], out: Path) -> dict:
     """Run the real judge (transformers backend, four samples, majority vote) over ``data``'s candidates
     into ``out`` and return its verdict statistics against ``data``'s complete truth."""
-    from boostmdr.judge import JudgeSettings, PromptTemplate, run_verdicts, verdict_stats
+    from boostmdr.judge import JudgeSettings, load_judge_template, run_verdicts, verdict_stats
     from boostmdr.llm import get_backend
 
     with get_backend("transformers", model=str(model_dir), device="cpu") as backend:
         run_verdicts(
-            data["candidates"], data["train"], data["corpus"], "xx", backend, PromptTemplate.load(PROMPT),
+            data["candidates"], data["train"], data["corpus"], "xx", backend, load_judge_template(PROMPT),
             JudgeSettings(max_new_tokens=24, retries=1, max_passage_words=48), out,
         )
     return verdict_stats([out], "xx", frozenset({0}), data["truth"])

@@ -17,23 +17,21 @@ from judge_fixtures import PROMPT, random_tiny_lm, write_toy_data
 from boostmdr.formats import read_negatives, read_jsonl
 from boostmdr.judge import (
     AUTHORS_SAMPLES,
-    GenerationCache,
+    PLACEHOLDERS,
     JudgeSettings,
-    PromptTemplate,
-    TemplateError,
     build_pool,
-    cache_key,
     choose_reference,
     combine_scores,
+    load_judge_template,
     majority_vote,
     parse_keep,
-    parse_samples_spec,
     parse_scores,
     run_verdicts,
-    sample_seed,
-    truncate_words,
     verdict_stats,
 )
+from boostmdr.llm.cache import GenerationCache, cache_key
+from boostmdr.llm.prompt import PromptTemplate, TemplateError, truncate_words
+from boostmdr.llm.runner import parse_samples_spec, sample_seed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -129,37 +127,39 @@ def test_parse_scores_rejects_unreadable_outputs(text):
 
 
 def test_shipped_template_is_valid_and_renders_literal_braces():
-    t = PromptTemplate.load(PROMPT)
-    out = t.render("what is x", "cand text", "ref text")
+    t = load_judge_template(PROMPT)
+    out = t.render(question="what is x", candidate="cand text", reference="ref text")
     assert "Question: what is x\nCandidate Answer: cand text\nStandard Answer: ref text\n" in out
     assert '{"Information Accuracy": {0/1/2}, "Information Completeness": {0/1/2}}' in out
     assert "{question}" not in out and "{candidate}" not in out and "{reference}" not in out
 
 
 def test_template_render_is_single_pass():
-    t = PromptTemplate("Q: {question} C: {candidate} R: {reference}")
-    assert t.render("{reference}", "{question}", "") == "Q: {reference} C: {question} R: "
+    t = PromptTemplate("Q: {question} C: {candidate} R: {reference}", PLACEHOLDERS)
+    assert t.render(question="{reference}", candidate="{question}", reference="") == "Q: {reference} C: {question} R: "
+    with pytest.raises(ValueError, match="render needs exactly the values"):
+        t.render(question="q", candidate="c")
 
 
 def test_template_missing_placeholder_names_the_file(tmp_path):
     bad = tmp_path / "judge.txt"
     bad.write_text("Question: {question}\nCandidate Answer: {candidate}\n", encoding="utf-8")
     with pytest.raises(TemplateError, match=r"judge\.txt.*lacks placeholder\(s\) \{reference\}"):
-        PromptTemplate.load(bad)
+        load_judge_template(bad)
 
 
 def test_template_with_the_papers_placeholders_gets_a_hint(tmp_path):
     bad = tmp_path / "paper.txt"
     bad.write_text("Question: {Input Question}\nCandidate Answer: {Input Candidate Answer}\n", encoding="utf-8")
     with pytest.raises(TemplateError, match=r"write \{question\}, \{candidate\}, \{reference\}"):
-        PromptTemplate.load(bad)
+        load_judge_template(bad)
 
 
 def test_template_repeated_placeholder_and_missing_file(tmp_path):
     with pytest.raises(TemplateError, match="more than once"):
-        PromptTemplate("{question} {question} {candidate} {reference}", "x.txt")
+        PromptTemplate("{question} {question} {candidate} {reference}", PLACEHOLDERS, "x.txt")
     with pytest.raises(TemplateError, match="not found"):
-        PromptTemplate.load(tmp_path / "nope.txt")
+        load_judge_template(tmp_path / "nope.txt")
 
 
 def test_truncate_words():
@@ -196,10 +196,19 @@ def test_reference_choice_is_seeded_per_query():
 
 def test_sample_seeds_differ_per_pair_sample_and_attempt():
     pairs = [("q1", "d1"), ("q1", "d2"), ("q2", "d1"), ("q1d", "1")]
-    seeds = {sample_seed(13, q, d, i, a) for q, d in pairs for i in range(4) for a in range(3)}
+    seeds = {sample_seed("judge", 13, f"{q}\0{d}", i, a) for q, d in pairs for i in range(4) for a in range(3)}
     assert len(seeds) == 48
-    assert sample_seed(13, "q1", "d1", 0, 0) == sample_seed(13, "q1", "d1", 0, 0)
-    assert sample_seed(13, "q1", "d1", 0, 0) != sample_seed(14, "q1", "d1", 0, 0)
+    assert sample_seed("judge", 13, "q1\0d1", 0, 0) != sample_seed("judge", 14, "q1\0d1", 0, 0)
+    assert sample_seed("judge", 13, "q1\0d1", 0, 0) != sample_seed("generate", 13, "q1\0d1", 0, 0)
+
+
+def test_seeds_and_cache_keys_are_those_of_earlier_releases():
+    # Values computed by the judge before the generation loop moved to boostmdr.llm (commit 5e4dbca):
+    # verdict caches made then are still hit.
+    assert sample_seed("judge", 13, "q1\0d1", 0, 0) == 1728715331
+    assert sample_seed("judge", 0, "7\x0012#3", 2, 1) == 1811200437
+    key = cache_key("transformers", "local-sha256:ab", "prompt text", 0.7, 0.4, 32, 123)
+    assert key == "d2bb897f694dc15b97347c65e2c7df9817032cc535cacd01aa967c01be10373f"
 
 
 def test_cache_key_covers_everything_that_determines_a_generation():
@@ -240,7 +249,7 @@ def _attempts(path):
 def test_verdicts_record_every_sample_and_the_provenance(toy, backend, tmp_path):
     data, _ = toy
     counts = run_verdicts(
-        data["candidates"], data["train"], data["corpus"], "xx", backend, PromptTemplate.load(PROMPT), SETTINGS,
+        data["candidates"], data["train"], data["corpus"], "xx", backend, load_judge_template(PROMPT), SETTINGS,
         tmp_path / "v.jsonl", cache_path=tmp_path / "c.sqlite",
     )
     recs = [r for _, r in read_jsonl(tmp_path / "v.jsonl")]
@@ -268,7 +277,7 @@ def test_verdicts_record_every_sample_and_the_provenance(toy, backend, tmp_path)
 
 def test_cache_hits_same_inputs_and_misses_changed_settings(toy, backend, tmp_path):
     data, _ = toy
-    template = PromptTemplate.load(PROMPT)
+    template = load_judge_template(PROMPT)
     cache = tmp_path / "c.sqlite"
     args = (data["candidates"], data["train"], data["corpus"], "xx", backend)
     first = run_verdicts(*args, template, SETTINGS, tmp_path / "a.jsonl", cache_path=cache)
@@ -292,7 +301,7 @@ def test_cache_hits_same_inputs_and_misses_changed_settings(toy, backend, tmp_pa
     assert all(not x["cached"] for _, r in read_jsonl(tmp_path / "c.jsonl") for x in r["samples"][3]["attempts"])
 
     # another template text: everything misses
-    other = PromptTemplate(template.text.replace("# Task Review:", "# Task review:"))
+    other = PromptTemplate(template.text.replace("# Task Review:", "# Task review:"), PLACEHOLDERS)
     d = run_verdicts(*args, other, SETTINGS, tmp_path / "d.jsonl", cache_path=cache)
     assert d["cached"] == 0 and d["generated"] > 0
     assert len(GenerationCache(cache)) == n_rows + c["generated"] + d["generated"]

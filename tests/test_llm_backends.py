@@ -18,7 +18,7 @@ import pytest
 from judge_fixtures import PROMPT, hide_second_positives, random_tiny_lm, trained_topic_judge, write_toy_data
 
 from boostmdr.formats import read_jsonl
-from boostmdr.judge import JudgeSettings, PromptTemplate, majority_vote, run_verdicts
+from boostmdr.judge import JudgeSettings, load_judge_template, majority_vote, run_verdicts
 from boostmdr.llm import BACKENDS, BackendError, BackendUnavailable, GenerationRequest, SamplingSettings, get_backend
 from boostmdr.llm.vllm_backend import assemble, flatten, sampling_kwargs
 
@@ -40,7 +40,7 @@ def tf_backend(model_dir):
 
 
 def _prompt(question: str, candidate: str = "ka mi to su lo", reference: str = "pe di ba zu") -> str:
-    return PromptTemplate.load(PROMPT).render(question, candidate, reference)
+    return load_judge_template(PROMPT).render(question=question, candidate=candidate, reference=reference)
 
 
 # -------------------------------------------------------------------------------------------- registry
@@ -367,7 +367,7 @@ def test_judge_verdicts_over_http_match_the_judge_protocol(served, tmp_path):
     data = hide_second_positives(held, tmp_path / "data", n_queries=3)
     with get_backend("http", model=model, base_url=url, api_key_env="BOOSTMDR_UNSET_KEY", concurrency=2) as b:
         counts = run_verdicts(
-            data["candidates"], data["train"], data["corpus"], "xx", b, PromptTemplate.load(PROMPT),
+            data["candidates"], data["train"], data["corpus"], "xx", b, load_judge_template(PROMPT),
             JudgeSettings(max_new_tokens=24, retries=1), tmp_path / "v.jsonl", cache_path=tmp_path / "c.sqlite",
         )
     assert counts["generated"] >= 3 * 3 * 4 and counts["prefilled_tokens"] > 0

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from judge_fixtures import PROMPT, judge_against_truth, write_toy_data
 
-from boostmdr.judge import PromptTemplate, render_judge_prompt
+from boostmdr.judge import PLACEHOLDERS, load_judge_template, render_judge_prompt
+from boostmdr.llm.prompt import PromptTemplate
 from boostmdr.tiny_circuit import (
     COUNT,
     COUNT_MATCH,
@@ -27,9 +28,9 @@ from boostmdr.tiny_lm import TinyLMSettings, build_model, iter_texts, train_toke
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TEMPLATE = PromptTemplate.load(PROMPT)
+TEMPLATE = load_judge_template(PROMPT)
 REORDERED = PromptTemplate(
-    "Judge the passage.\nReference: {reference}\nQuery: {question}\nPassage: {candidate}\nAnswer as JSON.", "reordered"
+    "Judge the passage.\nReference: {reference}\nQuery: {question}\nPassage: {candidate}\nAnswer as JSON.", PLACEHOLDERS, "reordered"
 )
 
 
@@ -74,7 +75,7 @@ def test_markers_are_the_labels_before_each_placeholder(tokenizer):
 
 
 def test_template_without_a_unique_label_is_refused(tokenizer):
-    bare = PromptTemplate("Judge: {question} and {candidate} and {reference} now.", "bare.txt")
+    bare = PromptTemplate("Judge: {question} and {candidate} and {reference} now.", PLACEHOLDERS, "bare.txt")
     with pytest.raises(CircuitError, match=r"bare.txt: .*\{candidate\}.*where the candidate starts.*--init random"):
         find_markers(tokenizer, bare)
     settings = TinyLMSettings(vocab_size=700, hidden=160, layers=3, heads=2, intermediate=64, init="circuit")

@@ -18,7 +18,7 @@ from judge_fixtures import (
 )
 
 from boostmdr.formats import read_jsonl
-from boostmdr.judge import PromptTemplate, format_scores, render_judge_prompt
+from boostmdr.judge import format_scores, load_judge_template, render_judge_prompt
 from boostmdr.tiny_lm import JudgeExamples, JudgeTrainSettings, answer_loss, read_labelled
 
 
@@ -55,7 +55,7 @@ def test_tokenizer_splits_digits_and_round_trips_the_answer(random_lm):
     assert [tok.decode([i]) for i in tok("2012", add_special_tokens=False)["input_ids"]] == ["2", "0", "1", "2"]
     assert tok("x")["input_ids"][0] == tok.bos_token_id
     # the whole judge prompt, with two 48-word passages, fits the context with room to answer
-    text = render_judge_prompt(PromptTemplate.load(PROMPT), "ka mi to", " ".join(["kami"] * 60), " ".join(["tosu"] * 60), 48)
+    text = render_judge_prompt(load_judge_template(PROMPT), "ka mi to", " ".join(["kami"] * 60), " ".join(["tosu"] * 60), 48)
     assert len(tok(text)["input_ids"]) + 64 < 1024
 
 
@@ -66,7 +66,7 @@ def test_judge_examples_are_balanced_and_come_from_the_labels(tmp_path, random_l
     queries, texts = read_labelled(world)
     tok = AutoTokenizer.from_pretrained(random_lm)
     s = JudgeTrainSettings(empty_reference_fraction=0.0, random_negative_fraction=0.0)
-    stream = JudgeExamples(tok, PromptTemplate.load(PROMPT), [(queries, texts)], s)
+    stream = JudgeExamples(tok, load_judge_template(PROMPT), [(queries, texts)], s)
     by_query = {q.query: q for q in queries}
     batch = stream.batch(8)
     for i, (prompt_ids, answer_ids) in enumerate(batch):
@@ -98,7 +98,7 @@ def test_shared_prefix_loss_equals_the_plain_forward(random_lm, tmp_path):
     world = write_topic_world(tmp_path / "w", 6, seed=4)
     tok = AutoTokenizer.from_pretrained(random_lm)
     model = AutoModelForCausalLM.from_pretrained(random_lm)
-    stream = JudgeExamples(tok, PromptTemplate.load(PROMPT), [read_labelled(world)], JudgeTrainSettings())
+    stream = JudgeExamples(tok, load_judge_template(PROMPT), [read_labelled(world)], JudgeTrainSettings())
     batch = stream.batch(4)
     loss, lm_loss = answer_loss(model, batch, tok.pad_token_id)
     assert lm_loss.item() == 0.0
@@ -139,7 +139,7 @@ def test_trained_tiny_judge_beats_chance_on_unseen_queries(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-judge")
     model_dir, held = trained_topic_judge(root)
     queries, texts = read_labelled(held)
-    template = PromptTemplate.load(PROMPT)
+    template = load_judge_template(PROMPT)
 
     # (a) score-2 vs score-0 preference at the first score token
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -21,13 +21,12 @@ The protocol, as the authors' code runs it, and the choices made where the paper
 * **Pool**: the candidates whose verdict is in ``--keep`` (default ``0``, as in the authors' code;
   ``0,1`` drops only score 2, the paper's wording) become the query's negatives.
 
-Every generation is cached in an SQLite file keyed by a hash of everything that determines it: the
-backend, the model's identity (a content fingerprint for a local model directory), the rendered
-prompt (template text, query, reference text and candidate text, after any truncation), temperature,
-top-p, seed and the maximum number of new tokens. A rerun (another candidate depth, another fusion)
-generates only what it has not seen. Results are committed as each request finishes, so a judge
-killed mid-way loses nothing finished. Several judge processes may share one cache file on one machine
-(WAL journal, busy timeout); do not share a file over a network file system (use one per chunk there).
+The generic machinery (the prompt template, the generation cache, sample seeds, the cached, batched and
+retried generation loop, the backends and their options) lives in :mod:`boostmdr.llm`; this module holds
+the judging: the prompt's fields, score parsing, the vote, pools and statistics. Every sample is cached
+under a key of everything that determines it (:func:`boostmdr.llm.cache.cache_key`), so a rerun (another
+candidate depth, another fusion) generates only what it has not seen, and a judge killed mid-way loses
+nothing finished.
 
 CLI::
 
@@ -50,12 +49,9 @@ import logging
 import os
 import random
 import re
-import sqlite3
-import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .formats import (
@@ -75,89 +71,38 @@ from .formats import (
     write_negatives,
     write_verdicts,
 )
+from .llm.cache import GenerationCache
+from .llm.options import add_backend_arguments, backend_settings
+from .llm.prompt import PromptTemplate, TemplateError, truncate_words
+from .llm.runner import GenerationRunner, Item, RunnerSettings, parse_samples_spec
 from .utils import set_threads, setup_logging
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDERS = ("question", "candidate", "reference")
+"""The judge template's placeholders: the query, the candidate passage, the reference positive."""
 AUTHORS_SAMPLES = "0.7:0.4,0.8:0.6,0.9:0.8,0.8:0.4"
 """The authors' four samples as ``top_p:temperature`` pairs."""
 REFERENCE_MODES = ("positive", "empty")
 SCORES = VERDICTS
-CACHE_KEY_VERSION = 1
+SEED_NAMESPACE = "judge"
 
 
 # ------------------------------------------------------------------------------------------ prompt
 
 
-class TemplateError(ValueError):
-    """A prompt template without its placeholders; the message names the file."""
-
-
-_PLACEHOLDER_RE = re.compile(r"\{(question|candidate|reference)\}")
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    """The judge prompt with ``{question}``, ``{candidate}`` and ``{reference}`` placeholders.
-
-    Every other brace is literal text (the template shows the JSON answer format), so rendering is a
-    single pass over the three placeholders, never ``str.format``; a passage that happens to contain
-    ``{reference}`` is not expanded again.
-    """
-
-    text: str
-    source: str = "<string>"
-
-    def __post_init__(self) -> None:
-        found = Counter(m.group(1) for m in _PLACEHOLDER_RE.finditer(self.text))
-        missing = [p for p in PLACEHOLDERS if not found[p]]
-        if missing:
-            hint = ""
-            if "{Input Question}" in self.text:
-                hint = " (the paper prints {Input Question} etc.; write {question}, {candidate}, {reference})"
+def load_judge_template(path: str | os.PathLike) -> PromptTemplate:
+    """The judge's prompt template from ``path``; a template written with the paper's printed
+    placeholders gets a hint."""
+    try:
+        return PromptTemplate.load(path, PLACEHOLDERS)
+    except TemplateError as err:
+        text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+        if "{Input Question}" in text:
             raise TemplateError(
-                f"{self.source}: prompt template lacks placeholder(s) "
-                f"{', '.join('{' + p + '}' for p in missing)}{hint}; it needs each of "
-                f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-            )
-        repeated = [p for p in PLACEHOLDERS if found[p] > 1]
-        if repeated:
-            raise TemplateError(
-                f"{self.source}: placeholder(s) {', '.join('{' + p + '}' for p in repeated)} appear more than "
-                "once; each must appear exactly once"
-            )
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> PromptTemplate:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TemplateError(f"{path}: prompt template file not found") from None
-        return cls(text, str(path))
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
-    def pieces(self) -> tuple[list[str], list[str]]:
-        """The literal texts around the placeholders (one more than the placeholders) and the placeholder
-        names, in the template's order."""
-        parts = _PLACEHOLDER_RE.split(self.text)
-        return parts[0::2], parts[1::2]
-
-    def render(self, question: str, candidate: str, reference: str) -> str:
-        values = {"question": question, "candidate": candidate, "reference": reference}
-        return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], self.text)
-
-
-def truncate_words(text: str, max_words: int | None) -> str:
-    """The first ``max_words`` whitespace-separated words (``None`` or 0: the whole text)."""
-    text = " ".join(text.split())
-    if not max_words:
-        return text
-    words = text.split(" ")
-    return text if len(words) <= max_words else " ".join(words[:max_words])
+                f"{err} (the paper prints {{Input Question}} etc.; write {{question}}, {{candidate}}, {{reference}})"
+            ) from None
+        raise
 
 
 def render_judge_prompt(
@@ -168,9 +113,9 @@ def render_judge_prompt(
     The tiny LM's fine-tuning (:mod:`boostmdr.tiny_lm`) builds its prompts with this same function.
     """
     return template.render(
-        " ".join(question.split()),
-        truncate_words(candidate, max_passage_words),
-        truncate_words(reference, max_passage_words),
+        question=" ".join(question.split()),
+        candidate=truncate_words(candidate, max_passage_words),
+        reference=truncate_words(reference, max_passage_words),
     )
 
 
@@ -247,110 +192,11 @@ def majority_vote(scores: Sequence[int | None]) -> int | None:
     return next(s for s, c in counts.items() if c == best)
 
 
-def parse_samples_spec(spec: str) -> list[tuple[float, float]]:
-    """``"0.7:0.4,0.8:0.6"`` -> ``[(top_p, temperature), ...]``; errors name the setting."""
-    out: list[tuple[float, float]] = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            top_p_s, temp_s = part.split(":")
-            top_p, temp = float(top_p_s), float(temp_s)
-        except ValueError:
-            raise ValueError(f"--samples: {part!r} is not 'top_p:temperature' (e.g. {AUTHORS_SAMPLES})") from None
-        if not 0 < top_p <= 1 or temp < 0:
-            raise ValueError(f"--samples: {part!r} needs 0 < top_p <= 1 and temperature >= 0")
-        out.append((top_p, temp))
-    if not out:
-        raise ValueError(f"--samples is empty; the authors use {AUTHORS_SAMPLES}")
-    return out
-
-
-def sample_seed(seed: int, qid: str, docid: str, sample: int, attempt: int) -> int:
-    """The seed of one attempt of one sample of one (query, candidate) pair: stable across runs, distinct
-    per pair, sample and attempt. Seeds shared across pairs would make every pair's k-th sample use the
-    same random numbers, so where the model is unsure all pairs would get the same verdict."""
-    digest = hashlib.sha256(f"judge:{seed}:{qid}\0{docid}:{sample}:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def choose_reference(positives: Sequence[str], qid: str, seed: int) -> str:
     """One positive of the query, chosen at random but deterministically from (seed, qid)."""
     if not positives:
         raise ValueError(f"query {qid!r} has no positive to use as the reference")
     return random.Random(f"reference:{seed}:{qid}").choice(list(positives))
-
-
-# ------------------------------------------------------------------------------------------- cache
-
-
-class GenerationCache:
-    """Raw generations in an SQLite file, keyed by :func:`cache_key`; safe for several processes on
-    one machine (WAL journal, busy timeout). Each :meth:`put` commits at once."""
-
-    def __init__(self, path: str | os.PathLike, busy_timeout_s: float = 120.0) -> None:
-        self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
-        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("%s: SQLite refused the WAL journal (got %s); concurrent judges will wait on locks", path, mode)
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS generations ("
-            " key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER, generated_tokens INTEGER,"
-            " backend TEXT, model TEXT, created REAL)"
-        )
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        keys = list(dict.fromkeys(keys))
-        out: dict[str, str] = {}
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            rows = self.conn.execute(
-                f"SELECT key, text FROM generations WHERE key IN ({','.join('?' * len(part))})", part
-            ).fetchall()
-            out.update(rows)
-        return out
-
-    def put_many(self, rows: Sequence[tuple[str, str, int, int, str, str]]) -> None:
-        """Insert ``(key, text, prompt_tokens, generated_tokens, backend, model)`` rows in one transaction."""
-        now = time.time()
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, now) for r in rows]
-            )
-
-    def __len__(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def cache_key(
-    backend: str, model_fingerprint: str, prompt: str, top_p: float, temperature: float, max_tokens: int, seed: int
-) -> str:
-    """Hash of everything that determines one generation. The rendered prompt carries the template
-    text, the query, the reference text and the candidate text."""
-    payload = json.dumps(
-        {
-            "v": CACHE_KEY_VERSION,
-            "backend": backend,
-            "model": model_fingerprint,
-            "prompt": prompt,
-            "top_p": top_p,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "seed": seed,
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- judge
@@ -377,25 +223,15 @@ class JudgeSettings:
 
 
 @dataclass
-class _Sample:
-    top_p: float
-    temperature: float
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    parsed: ParsedScores | None = None
-
-
-@dataclass
 class _Pair:
+    """One judged candidate: where it came from, and the runner item holding its prompt and samples."""
+
     qid: str
     docid: str
     rank: int
     score: float
     reference_docid: str | None
-    prompt: str
-    samples: list[_Sample]
-    prompt_tokens: int = 0
-    prefilled_tokens: int = 0
-    generated_tokens: int = 0
+    item: Item
 
 
 def select_chunk(qids: Sequence[str], chunk: int, num_chunks: int) -> list[str]:
@@ -444,8 +280,8 @@ def build_pairs(
                 skipped_positive += 1
                 continue
             prompt = render_judge_prompt(template, q.query, texts[hit.docid], ref_text, settings.max_passage_words)
-            samples = [_Sample(top_p, temp) for top_p, temp in settings.samples]
-            pairs.append(_Pair(qid, hit.docid, rank, hit.score, ref_id, prompt, samples))
+            item = Item.make(f"{qid}\0{hit.docid}", prompt, settings.samples)
+            pairs.append(_Pair(qid, hit.docid, rank, hit.score, ref_id, item))
     if skipped_positive:
         log.info("skipped %d candidates that are labelled positives of their query (never judged)", skipped_positive)
     return pairs
@@ -457,108 +293,24 @@ def judge_pairs(
     settings: JudgeSettings,
     cache: GenerationCache | None,
 ) -> Counter[str]:
-    """Fill every pair's samples: from the cache where possible, else from the backend; retry
-    unparsed samples with new seeds. Returns counters (generated, cached, unparsed, ...)."""
-    from .llm import SamplingSettings
-
-    fingerprint = backend.fingerprint()
-    counts: Counter[str] = Counter()
-    for attempt in range(settings.retries + 1):
-        todo: list[tuple[_Pair, int, SamplingSettings, str]] = []
-        for pair in pairs:
-            for i, s in enumerate(pair.samples):
-                if s.parsed is None and len(s.attempts) == attempt:
-                    ss = SamplingSettings(
-                        s.temperature,
-                        s.top_p,
-                        settings.max_new_tokens,
-                        sample_seed(settings.seed, pair.qid, pair.docid, i, attempt),
-                    )
-                    key = cache_key(
-                        backend.NAME, fingerprint, pair.prompt, s.top_p, s.temperature, ss.max_tokens, ss.seed
-                    )
-                    todo.append((pair, i, ss, key))
-        if not todo:
-            break
-        hits = cache.get_many(k for *_, k in todo) if cache is not None else {}
-        requests: dict[int, list[tuple[int, SamplingSettings, str]]] = {}
-        order: list[_Pair] = []
-        for pair, i, ss, key in todo:
-            if key in hits:
-                _record(pair.samples[i], ss.seed, hits[key], cached=True)
-                counts["cached"] += 1
-            else:
-                if id(pair) not in requests:
-                    requests[id(pair)] = []
-                    order.append(pair)
-                requests[id(pair)].append((i, ss, key))
-        if attempt:
-            log.info(
-                "retry %d: %d unparsed samples (%d from cache)",
-                attempt,
-                len(todo),
-                len(todo) - sum(map(len, requests.values())),
-            )
-        _generate(order, requests, backend, settings, cache, counts, desc=f"judging (attempt {attempt + 1})")
-    for pair in pairs:
-        counts["unparsed_samples"] += sum(s.parsed is None for s in pair.samples)
-    return counts
-
-
-def _generate(
-    order: list[_Pair],
-    requests: dict[int, list[tuple[int, Any, str]]],
-    backend: Any,
-    settings: JudgeSettings,
-    cache: GenerationCache | None,
-    counts: Counter[str],
-    desc: str,
-) -> None:
-    """Generate the missing samples of ``order`` (pairs) in batches; commit each finished request."""
-    from tqdm import tqdm
-
-    from .llm import BackendError, GenerationRequest
-
-    with tqdm(total=len(order), desc=desc, unit="prompt", disable=not order) as bar:
-        for b in range(0, len(order), settings.batch_size):
-            batch = order[b : b + settings.batch_size]
-            reqs = [GenerationRequest(p.prompt, tuple(ss for _, ss, _ in requests[id(p)])) for p in batch]
-            for j, res in backend.iter_generate(reqs):
-                pair = batch[j]
-                wanted = requests[id(pair)]
-                if len(res.texts) != len(wanted):
-                    raise BackendError(
-                        f"{backend.NAME} backend returned {len(res.texts)} texts for {len(wanted)} samples"
-                    )
-                share = len(wanted)
-                rows = []
-                for (i, ss, key), text in zip(wanted, res.texts):
-                    _record(pair.samples[i], ss.seed, text, cached=False)
-                    rows.append(
-                        (key, text, res.prompt_tokens, res.generated_tokens // share, backend.NAME, backend.model_id)
-                    )
-                if cache is not None:
-                    cache.put_many(rows)
-                pair.prompt_tokens += res.prompt_tokens
-                pair.prefilled_tokens += res.prefilled_tokens
-                pair.generated_tokens += res.generated_tokens
-                counts["generated"] += len(wanted)
-                counts["prefilled_tokens"] += res.prefilled_tokens
-                counts["generated_tokens"] += res.generated_tokens
-                bar.update(1)
-
-
-def _record(sample: _Sample, seed: int, text: str, cached: bool) -> None:
-    parsed = parse_scores(text)
-    sample.attempts.append({"seed": seed, "raw": text, "parsed": parsed is not None, "cached": cached})
-    if parsed is not None:
-        sample.parsed = parsed
+    """Fill every pair's samples through the generation runner (cache, backend, retries of unparsed
+    samples with new seeds). Returns its counters (generated, cached, unparsed, ...)."""
+    runner_settings = RunnerSettings(
+        max_new_tokens=settings.max_new_tokens,
+        retries=settings.retries,
+        seed=settings.seed,
+        namespace=SEED_NAMESPACE,
+        batch_size=settings.batch_size,
+    )
+    runner = GenerationRunner(backend, runner_settings, parse_scores, cache)
+    return runner.run([p.item for p in pairs], desc="judging")
 
 
 def verdict_record(
     pair: _Pair, lang: str, reference_mode: str, max_new_tokens: int, meta: dict[str, Any]
 ) -> dict[str, Any]:
-    scores = [s.parsed.score if s.parsed else None for s in pair.samples]
+    samples = pair.item.samples
+    scores = [s.parsed.score if s.parsed else None for s in samples]
     votes = Counter(s for s in scores if s is not None)
     return {
         "qid": pair.qid,
@@ -578,14 +330,14 @@ def verdict_record(
                 "score": s.parsed.score if s.parsed else None,
                 "attempts": s.attempts,
             }
-            for s in pair.samples
+            for s in samples
         ],
         "votes": {str(k): v for k, v in sorted(votes.items())},
         "verdict": majority_vote(scores),
-        "prompt_sha256": hashlib.sha256(pair.prompt.encode("utf-8")).hexdigest(),
-        "prompt_tokens": pair.prompt_tokens,
-        "prefilled_tokens": pair.prefilled_tokens,
-        "generated_tokens": pair.generated_tokens,
+        "prompt_sha256": hashlib.sha256(pair.item.prompt.encode("utf-8")).hexdigest(),
+        "prompt_tokens": pair.item.prompt_tokens,
+        "prefilled_tokens": pair.item.prefilled_tokens,
+        "generated_tokens": pair.item.generated_tokens,
         **meta,
     }
 
@@ -804,8 +556,6 @@ def verdict_stats(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .llm import BACKENDS
-
     p = argparse.ArgumentParser(prog="python -m boostmdr.judge", description="Stage 1: the LLM false-negative judge.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -816,29 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--lang", required=True)
     v.add_argument("--chunk", type=int, default=0, help="0-based chunk of the training queries to judge")
     v.add_argument("--num-chunks", type=int, default=1)
-    v.add_argument("--backend", choices=sorted(BACKENDS), required=True)
-    v.add_argument(
-        "--model", required=True, help="model directory or hub id (transformers, vllm) or served model name (http)"
-    )
-    v.add_argument("--device", default="auto", help="transformers: cpu, cuda, auto")
-    v.add_argument("--dtype", default="auto", help="transformers/vllm: auto, float32, bfloat16, float16")
-    v.add_argument(
-        "--max-batch-rows",
-        type=int,
-        default=64,
-        help="transformers: rows (prompts x samples) decoded together; at most --samples' count: one prompt at a time",
-    )
-    v.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
-    v.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm")
-    v.add_argument("--max-model-len", type=int, default=None, help="vllm: context length to reserve")
-    v.add_argument("--base-url", default=None, help="http: e.g. http://127.0.0.1:8000/v1")
-    v.add_argument(
-        "--api-key-env", default="OPENAI_API_KEY", help="http: NAME of the environment variable holding the key"
-    )
-    v.add_argument("--endpoint", choices=["completions", "chat"], default="completions", help="http: API to call")
-    v.add_argument("--concurrency", type=int, default=4, help="http: requests in flight")
-    v.add_argument("--timeout", type=float, default=120.0, help="http: seconds per request")
-    v.add_argument("--max-retries", type=int, default=6, help="http: retries on 429/5xx/connection errors")
+    add_backend_arguments(v)
     v.add_argument("--prompt", required=True, help="prompt template with {question}, {candidate}, {reference}")
     v.add_argument("--reference", choices=REFERENCE_MODES, default="positive")
     v.add_argument("--samples", default=AUTHORS_SAMPLES, help="comma list of top_p:temperature, one per sample")
@@ -879,31 +607,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def backend_settings(args: argparse.Namespace) -> dict[str, Any]:
-    if args.backend == "transformers":
-        return {"model": args.model, "device": args.device, "dtype": args.dtype, "max_batch_rows": args.max_batch_rows}
-    if args.backend == "vllm":
-        return {
-            "model": args.model,
-            "tensor_parallel_size": args.tensor_parallel_size,
-            "dtype": args.dtype,
-            "gpu_memory_utilization": args.gpu_memory_utilization,
-            "max_model_len": args.max_model_len,
-            "seed": args.seed,
-        }
-    if not args.base_url:
-        raise ValueError("--backend http needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-    return {
-        "model": args.model,
-        "base_url": args.base_url,
-        "api_key_env": args.api_key_env,
-        "endpoint": args.endpoint,
-        "concurrency": args.concurrency,
-        "timeout": args.timeout,
-        "max_retries": args.max_retries,
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -924,8 +627,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             depth=args.depth,
             batch_size=args.batch_size,
         )
-        template = PromptTemplate.load(args.prompt)
-        with get_backend(args.backend, **backend_settings(args)) as backend:
+        template = load_judge_template(args.prompt)
+        with get_backend(args.backend, **backend_settings(args, seed=args.seed)) as backend:
             set_threads(args.threads)  # again: the backend may have imported torch just now
             log.info("backend: %s", backend.describe())
             run_verdicts(

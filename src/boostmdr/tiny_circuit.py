@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .judge import PromptTemplate
+from .llm.prompt import PromptTemplate
 
 E_DIM = 96
 ONE, BOS, MARK0, SEG_Q, SEG_C, FLAG, COUNT = 96, 97, 98, 101, 102, 103, 104
@@ -89,9 +89,16 @@ class Markers:
     placeholders: tuple[str, ...]
 
 
+def template_pieces(template: PromptTemplate) -> tuple[list[str], list[str]]:
+    """The literal texts around the placeholders (one more than the placeholders) and the placeholder
+    names, in the template's order."""
+    parts = template.pattern.split(template.text)
+    return parts[0::2], parts[1::2]
+
+
 def find_markers(tokenizer: Any, template: PromptTemplate) -> Markers:
     """For each placeholder, the last token of the template text before it that occurs once in the template."""
-    texts, names = template.pieces()
+    texts, names = template_pieces(template)
     tokens = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     counts: dict[int, int] = {}
     for seq in tokens:

@@ -66,7 +66,8 @@ from pathlib import Path
 from typing import Any
 
 from .formats import LabelledQuery, open_text, passage_text, read_corpus, read_jsonl, read_train
-from .judge import PromptTemplate, format_scores, render_judge_prompt
+from .judge import format_scores, load_judge_template, render_judge_prompt
+from .llm.prompt import PromptTemplate
 from .llm.base import common_prefix_length
 from .utils import seed_everything, set_threads, setup_logging
 
@@ -478,7 +479,7 @@ def build_tiny_lm(
 ) -> dict[str, Any]:
     """Build (and, given ``train_dirs``, judge-fine-tune) the tiny LM; writes ``out``; returns the summary."""
     seed_everything(settings.seed)
-    template = PromptTemplate.load(prompt) if prompt else None
+    template = load_judge_template(prompt) if prompt else None
     extra = [template.text] if template else []
     extra += [format_scores(a, c) for a in (0, 1, 2) for c in (0, 1, 2)]
     tokenizer = train_tokenizer(iter_texts(tokenizer_corpus), settings.vocab_size, extra)

@@ -14,6 +14,12 @@ name                      what it runs                                  needs
 Backend modules are imported only when a backend is built, so asking for ``vllm`` on a machine without
 it fails with :class:`BackendUnavailable` naming what to install, and never falls back to another
 backend.
+
+Everything else generic about running an LLM sits beside the backends, for every step that runs one (the
+stage-1 judge, the stage-2 generator, translation): :mod:`~boostmdr.llm.prompt` (templates whose
+placeholder names the caller declares), :mod:`~boostmdr.llm.cache` (the generation cache and its key),
+:mod:`~boostmdr.llm.runner` (sample seeds and the cached, batched, retried generation loop, given a parse
+function) and :mod:`~boostmdr.llm.options` (the backends' command-line options and their defaults).
 """
 
 from __future__ import annotations

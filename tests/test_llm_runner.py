@@ -1,0 +1,68 @@
+"""The generic generation loop of boostmdr.llm.runner on a real (tiny, random) transformers model: the parse
+function decides what is retried, every attempt gets its own seed, the cache serves a rerun, and a prompt
+template takes its placeholder names from the caller."""
+
+from __future__ import annotations
+
+import pytest
+from judge_fixtures import random_tiny_lm
+
+from boostmdr.llm import get_backend
+from boostmdr.llm.cache import GenerationCache
+from boostmdr.llm.prompt import PromptTemplate, TemplateError
+from boostmdr.llm.runner import GenerationRunner, Item, RunnerSettings, sample_seed
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    model = random_tiny_lm(tmp_path_factory.mktemp("runner"))
+    with get_backend("transformers", model=str(model), device="cpu") as b:
+        yield b
+
+
+def _items():
+    return [Item.make(f"k{i}", f"ka mi to ra {i} ne su", [(0.9, 0.8), (0.9, 1.0)]) for i in range(3)]
+
+
+def test_unparsed_samples_are_retried_with_new_seeds_and_every_attempt_is_recorded(backend):
+    settings = RunnerSettings(max_new_tokens=4, retries=2, seed=5, namespace="test", batch_size=2)
+    items = _items()
+    counts = GenerationRunner(backend, settings, parse=lambda text: None).run(items)
+    assert counts["generated"] == 3 * 2 * 3  # items x samples x attempts
+    assert counts["unparsed_samples"] == 6
+    for item in items:
+        for i, sample in enumerate(item.samples):
+            assert [a["seed"] for a in sample.attempts] == [sample_seed("test", 5, item.key, i, a) for a in range(3)]
+            assert sample.parsed is None and not any(a["parsed"] for a in sample.attempts)
+        assert item.generated_tokens > 0 and item.prefilled_tokens > 0
+
+
+def test_a_parsed_sample_is_not_retried(backend):
+    settings = RunnerSettings(max_new_tokens=4, retries=3, seed=5, namespace="test")
+    items = _items()
+    counts = GenerationRunner(backend, settings, parse=lambda text: text).run(items)
+    assert counts["generated"] == 6 and counts["unparsed_samples"] == 0
+    assert all(len(s.attempts) == 1 and s.parsed == s.attempts[0]["raw"] for it in items for s in it.samples)
+
+
+def test_a_rerun_takes_every_sample_from_the_cache_with_the_same_texts(backend, tmp_path):
+    settings = RunnerSettings(max_new_tokens=5, retries=0, seed=1, namespace="test")
+    cache = GenerationCache(tmp_path / "cache.sqlite")
+    first, second = _items(), _items()
+    c1 = GenerationRunner(backend, settings, parse=str, cache=cache).run(first)
+    c2 = GenerationRunner(backend, settings, parse=str, cache=cache).run(second)
+    assert (c1["generated"], c1["cached"]) == (6, 0)
+    assert (c2["generated"], c2["cached"]) == (0, 6)
+    assert [s.parsed for it in second for s in it.samples] == [s.parsed for it in first for s in it.samples]
+    assert all(a["cached"] for it in second for s in it.samples for a in s.attempts)
+    other = RunnerSettings(max_new_tokens=5, retries=0, seed=2, namespace="test")
+    assert GenerationRunner(backend, other, parse=str, cache=cache).run(_items())["generated"] == 6
+
+
+def test_template_placeholders_come_from_the_caller():
+    t = PromptTemplate("Summarise in {language}: {passage}\nSummary:", ("passage", "language"), "summary.txt")
+    assert t.render(passage="a {language} b", language="sw") == "Summarise in sw: a {language} b\nSummary:"
+    with pytest.raises(TemplateError, match=r"summary.txt: prompt template lacks placeholder\(s\) \{query\}"):
+        PromptTemplate("Summarise: {passage}", ("passage", "query"), "summary.txt")
