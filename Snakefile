@@ -5,13 +5,13 @@
 #   snakemake --configfile config/miracl.yaml --profile profiles/slurm      the paper, on a SLURM cluster
 #
 # Stages (one file each under rules/):
-#   data       raw MIRACL layout (or the synthetic benchmark) -> results/data/{lang}/
-#   models     tiny local models for the embedded default (tokenizer, encoders, judge LM)
+#   data       raw MIRACL layout -> results/data/{lang}/
 #   retrieval  BM25 (Lucene), sharded dense encoding, exact faiss search -> TREC runs; training-query candidates
 #   mining     the five hard-negative mining baselines -> negatives files
 #   stage1     retriever-ensemble fusion, LLM false-negative judge -> stage-1 negative pools
 #   train      contrastive fine-tuning of each backbone per variant -> checkpoints
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
+#   demo       the synthetic benchmark and the tiny local models of the embedded default (only when used)
 
 import os
 import sys
@@ -32,12 +32,16 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
-include: "rules/models.smk"
 include: "rules/retrieval.smk"
 include: "rules/mining.smk"
 include: "rules/stage1.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+
+
+if USES_DEMO:
+
+    include: "rules/demo.smk"
 
 
 rule all:

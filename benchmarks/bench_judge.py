@@ -63,7 +63,7 @@ def run() -> list[str]:
 
     from boostmdr.llm import GenerationRequest, SamplingSettings
     from boostmdr.llm.transformers_backend import TransformersBackend
-    from boostmdr.tiny_lm import TinyLMSettings, build_tiny_lm
+    from boostmdr.demo.tiny_lm import TinyLMSettings, build_tiny_lm
 
     torch.set_num_threads(1)
     rng = random.Random(SEED)

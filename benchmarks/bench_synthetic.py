@@ -1,6 +1,6 @@
 """Synthetic benchmark generation and MIRACL loading throughput.
 
-Ours: ``boostmdr.synthetic.generate`` for one language (Telugu: 3 UTF-8 bytes per character, the
+Ours: ``boostmdr.demo.synthetic.generate`` for one language (Telugu: 3 UTF-8 bytes per character, the
 heaviest text per word) at 200k and at 1M passages, 3000 train / 800 dev queries, false-negative rate
 0.3, 8 corpus shards; then ``boostmdr.miracl.prepare`` on the 200k language (stream, validate, convert).
 Reference: the floor for writing the same corpus, i.e. the 200k corpus lines, already in memory,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from boostmdr.formats import atomic_write
 from boostmdr.miracl import prepare
-from boostmdr.synthetic import generate
+from boostmdr.demo.synthetic import generate
 
 LANG = "te"
 SIZES = (200_000, 1_000_000)

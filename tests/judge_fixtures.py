@@ -65,7 +65,7 @@ def random_tiny_lm(tmp_root: Path) -> Path:
     """A randomly initialised tiny Llama (hidden 32) with a tokenizer trained on the toy corpus and the
     judge prompt; built once per session."""
     if "random" not in _MODELS:
-        from boostmdr.tiny_lm import TinyLMSettings, build_tiny_lm
+        from boostmdr.demo.tiny_lm import TinyLMSettings, build_tiny_lm
 
         data = write_toy_data(tmp_root / "lm-data", n_queries=30)
         out = tmp_root / "random-tiny-lm"
@@ -112,7 +112,7 @@ def trained_topic_judge(tmp_root: Path) -> tuple[Path, Path]:
     """The tiny LM judge-fine-tuned (300 steps) on a 200-query topic world; returns (model, held-out
     world of 40 unseen queries). Built once per session."""
     if "topic" not in _MODELS:
-        from boostmdr.tiny_lm import JudgeTrainSettings, TinyLMSettings, build_tiny_lm
+        from boostmdr.demo.tiny_lm import JudgeTrainSettings, TinyLMSettings, build_tiny_lm
 
         train = write_topic_world(tmp_root / "topic-train", 200, seed=1)
         held = write_topic_world(tmp_root / "topic-held", 40, seed=2)

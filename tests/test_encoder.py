@@ -13,7 +13,7 @@ from boostmdr.encoder import SETTINGS_FILE, Encoder, EncoderSettings, pool, reso
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer(tmp_path_factory):
-    from boostmdr.tiny_models import train_tokenizer
+    from boostmdr.demo.tiny_models import train_tokenizer
 
     d = tmp_path_factory.mktemp("data")
     corpus = d / "corpus.jsonl"

@@ -12,7 +12,7 @@ import pytest
 from boostmdr import miracl
 from boostmdr.formats import FormatError, read_jsonl, read_qrels, read_topics
 from boostmdr.miracl import prepare
-from boostmdr.synthetic import generate, raw_paths
+from boostmdr.demo.synthetic import generate, raw_paths
 
 # ------------------------------------------------------------------------------------- round trip
 

@@ -145,7 +145,7 @@ def test_encode_and_search_clis_end_to_end(tmp_path):
 
     from boostmdr import encode, search
     from boostmdr.encoder import Encoder, EncoderSettings
-    from boostmdr.tiny_models import train_tokenizer
+    from boostmdr.demo.tiny_models import train_tokenizer
 
     rng = np.random.default_rng(3)
     words = [f"w{i}" for i in range(40)]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from boostmdr import synthetic
+from boostmdr.demo import synthetic
 from boostmdr.formats import read_qrels, read_topics, shard_bounds
-from boostmdr.synthetic import (
+from boostmdr.demo.synthetic import (
     COARSE_LABELS,
     FINE_LABELS,
     LANGS,

@@ -9,7 +9,7 @@ from judge_fixtures import PROMPT, judge_against_truth, write_toy_data
 
 from boostmdr.judge import PLACEHOLDERS, load_judge_template, render_judge_prompt
 from boostmdr.llm.prompt import PromptTemplate
-from boostmdr.tiny_circuit import (
+from boostmdr.demo.tiny_circuit import (
     COUNT,
     COUNT_MATCH,
     COUNT_SCALE,
@@ -24,7 +24,7 @@ from boostmdr.tiny_circuit import (
     max_rotation,
     segment_values,
 )
-from boostmdr.tiny_lm import TinyLMSettings, build_model, iter_texts, train_tokenizer
+from boostmdr.demo.tiny_lm import TinyLMSettings, build_model, iter_texts, train_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -158,7 +158,7 @@ def test_circuit_judge_trained_on_labels_finds_planted_false_negatives(tmp_path)
     judge another world's candidates with the real judge (four samples, majority vote). A planted false
     negative repeats its query's words; precision and recall must beat a judge that removes candidates
     at random (precision = base rate, recall = elimination rate)."""
-    from boostmdr.tiny_lm import JudgeTrainSettings, build_tiny_lm
+    from boostmdr.demo.tiny_lm import JudgeTrainSettings, build_tiny_lm
 
     train = write_toy_data(tmp_path / "train", n_queries=60, seed=1)
     held = write_toy_data(tmp_path / "held", n_queries=16, n_candidates=6, seed=2)

@@ -19,7 +19,7 @@ from judge_fixtures import (
 
 from boostmdr.formats import read_jsonl
 from boostmdr.judge import format_scores, load_judge_template, render_judge_prompt
-from boostmdr.tiny_lm import JudgeExamples, JudgeTrainSettings, answer_loss, read_labelled
+from boostmdr.demo.tiny_lm import JudgeExamples, JudgeTrainSettings, answer_loss, read_labelled
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -115,7 +115,7 @@ def test_cli_builds_and_fine_tunes(tmp_path):
     out = tmp_path / "lm"
     subprocess.run(
         [
-            sys.executable, "-m", "boostmdr.tiny_lm", "--tokenizer-corpus", str(world / "corpus.jsonl"),
+            sys.executable, "-m", "boostmdr.demo.tiny_lm", "--tokenizer-corpus", str(world / "corpus.jsonl"),
             "--train", str(world), "--prompt", str(PROMPT), "--out", str(out), "--vocab-size", "500",
             "--hidden", "32", "--heads", "2", "--intermediate", "64", "--max-steps", "3", "--batch-size", "4",
             "--threads", "1", "--log", str(tmp_path / "lm.log"),

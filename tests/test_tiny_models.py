@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from boostmdr import tiny_models
+from boostmdr.demo import tiny_models
 
 ALPHABETS = {
     "xx": [chr(c) for c in range(0x61, 0x61 + 26)],
@@ -231,7 +231,7 @@ def test_tokenizer_vocabulary_is_identical_across_runs(tmp_path):
     """tokenizers' WordPieceTrainer breaks ties in hash order (huggingface/tokenizers#1794); ours must not."""
     import json as _json
 
-    from boostmdr.tiny_models import train_tokenizer
+    from boostmdr.demo.tiny_models import train_tokenizer
 
     corpus = tmp_path / "corpus.jsonl"
     words = ["zuyu", "musoso", "nafame", "nijachi", "mbingovike", "zuyi", "togashe", "chundimone"]

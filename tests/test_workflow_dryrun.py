@@ -43,7 +43,7 @@ def miracl_raw(tmp_path_factory):
     raw = tmp_path_factory.mktemp("miracl-raw")
     for lang in MIRACL_LANGS:
         subprocess.run(
-            [sys.executable, "-m", "boostmdr.synthetic", "--lang", lang, "--out-dir", str(raw), "--seed", "1",
+            [sys.executable, "-m", "boostmdr.demo.synthetic", "--lang", lang, "--out-dir", str(raw), "--seed", "1",
              "--passages", "80", "--train-queries", "4", "--dev-queries", "3", "--false-negative-rate", "0.3",
              "--corpus-shards", "1"],
             check=True, capture_output=True, env=workflow_env(), timeout=120,

@@ -110,7 +110,7 @@ def render_judge_prompt(
 ) -> str:
     """The prompt for one (question, candidate, reference) triple; passages cut to ``max_passage_words``.
 
-    The tiny LM's fine-tuning (:mod:`boostmdr.tiny_lm`) builds its prompts with this same function.
+    The tiny LM's fine-tuning (:mod:`boostmdr.demo.tiny_lm`) builds its prompts with this same function.
     """
     return template.render(
         question=" ".join(question.split()),

@@ -1,7 +1,7 @@
 """Load one language of MIRACL from its raw layout and write the prepared files (docs/formats.md).
 
 The same loader reads the real MIRACL files (once they are on disk) and the synthetic benchmark of
-:mod:`boostmdr.synthetic`; both use the raw layout::
+:mod:`boostmdr.demo.synthetic`; both use the raw layout::
 
     {raw}/miracl-v1.0-{lang}/topics/topics.miracl-v1.0-{lang}-{split}.tsv    qid<TAB>query
     {raw}/miracl-v1.0-{lang}/qrels/qrels.miracl-v1.0-{lang}-{split}.tsv      qid Q0 docid rel

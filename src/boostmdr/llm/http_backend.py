@@ -18,7 +18,7 @@
 
 ``transformers serve DIR --host 127.0.0.1 --port P`` pins the model to ``DIR``: send ``model`` = the
 same string. It applies ``temperature``/``top_p`` only when the model's generation config samples
-(``do_sample=True``, as :mod:`boostmdr.tiny_lm` saves it) and seeds its global torch generator per
+(``do_sample=True``, as :mod:`boostmdr.demo.tiny_lm` saves it) and seeds its global torch generator per
 request, so with concurrency > 1 its samples are not reproducible.
 """
 

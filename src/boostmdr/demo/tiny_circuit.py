@@ -1,7 +1,7 @@
 """A token-overlap circuit set into the tiny judge's first three attention layers at initialisation.
 
 Why: a randomly initialised tiny LM does not learn to compare tokens across a 400-token judge prompt in
-a CPU budget (measured; see :mod:`boostmdr.tiny_lm`), so trained on the labels alone it judges at
+a CPU budget (measured; see :mod:`boostmdr.demo.tiny_lm`), so trained on the labels alone it judges at
 chance. A pretrained LLM brings that skill with it. The tiny judge gets it here instead, as weights:
 three attention heads that together compute, at every position after the candidate, how many
 candidate tokens also occur in the question. Everything else (the answer format, the decision
@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .llm.prompt import PromptTemplate
+from boostmdr.llm.prompt import PromptTemplate
 
 E_DIM = 96
 ONE, BOS, MARK0, SEG_Q, SEG_C, FLAG, COUNT = 96, 97, 98, 101, 102, 103, 104

@@ -39,7 +39,7 @@ loss, a shorter template, wider heads or a larger RoPE base; a toy task with ran
 learned in 600 steps either. A pretrained LLM brings that ability with it.
 
 With ``--init circuit`` (the default config's tiny judge) the comparison is given, not learned:
-:mod:`boostmdr.tiny_circuit` sets it into the first three layers and freezes them with the input
+:mod:`boostmdr.demo.tiny_circuit` sets it into the first three layers and freezes them with the input
 embeddings; the fine-tuning trains the later layers and the output projection, i.e. the answer format
 and how the overlap count maps to scores. On the same 4,410 candidates that AUC is 0.837/0.907/0.868
 (hidden 256, 4 layers, 300 steps of 8 examples, about 2 minutes on one core); the demo's verdicts
@@ -48,7 +48,7 @@ question-candidate token overlap, a lexical signal: it is the tiny judge of a de
 
 On a shared CPU, ``--threads 1`` trains several times faster than two threads.
 
-``python -m boostmdr.tiny_lm --tokenizer-corpus results/data/sw/corpus.jsonl --train results/data/sw
+``python -m boostmdr.demo.tiny_lm --tokenizer-corpus results/data/sw/corpus.jsonl --train results/data/sw
 --prompt config/prompts/judge.txt --out results/models/tiny-judge --max-steps 300 --threads 1``
 """
 
@@ -65,11 +65,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .formats import LabelledQuery, open_text, passage_text, read_corpus, read_jsonl, read_train
-from .judge import format_scores, load_judge_template, render_judge_prompt
-from .llm.prompt import PromptTemplate
-from .llm.base import common_prefix_length
-from .utils import seed_everything, set_threads, setup_logging
+from boostmdr.formats import LabelledQuery, open_text, passage_text, read_corpus, read_jsonl, read_train
+from boostmdr.judge import format_scores, load_judge_template, render_judge_prompt
+from boostmdr.llm.base import common_prefix_length
+from boostmdr.llm.prompt import PromptTemplate
+from boostmdr.utils import seed_everything, set_threads, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class TinyLMSettings:
     intermediate: int = 384
     max_positions: int = 1024
     seed: int = 0
-    init: str = "random"  # or "circuit": :mod:`boostmdr.tiny_circuit` in the first three layers
+    init: str = "random"  # or "circuit": :mod:`boostmdr.demo.tiny_circuit` in the first three layers
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -190,12 +190,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, extra_texts: Sequence
 
 
 def build_model(tokenizer: Any, settings: TinyLMSettings, template: PromptTemplate | None = None) -> tuple[Any, Any]:
-    """The model, and with ``init="circuit"`` the circuit's :class:`~boostmdr.tiny_circuit.Markers`
+    """The model, and with ``init="circuit"`` the circuit's :class:`~boostmdr.demo.tiny_circuit.Markers`
     (else ``None``)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from . import tiny_circuit
+    from boostmdr.demo import tiny_circuit
 
     if settings.init == "circuit" and template is None:
         raise ValueError("--init circuit needs --prompt: the circuit finds the question and the candidate by the template")
@@ -417,7 +417,7 @@ def finetune_judge(
     probe = [stream.example(True)[0] for _ in range(32)]
     longest = max(map(len, probe))
     if markers is not None:
-        from .tiny_circuit import check_markers
+        from boostmdr.demo.tiny_circuit import check_markers
 
         check_markers(markers, probe)
     if longest + 32 > model.config.max_position_embeddings:
@@ -509,7 +509,7 @@ def build_tiny_lm(
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m boostmdr.tiny_lm", description="Build (and judge-fine-tune) a tiny Llama-style causal LM."
+        prog="python -m boostmdr.demo.tiny_lm", description="Build (and judge-fine-tune) a tiny Llama-style causal LM."
     )
     p.add_argument(
         "--tokenizer-corpus",
@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--init",
         choices=INITS,
         default=d.init,
-        help="random, or circuit: a token-overlap circuit set into the first three layers (boostmdr.tiny_circuit)",
+        help="random, or circuit: a token-overlap circuit set into the first three layers (boostmdr.demo.tiny_circuit)",
     )
     p.add_argument("--max-steps", "--train-steps", type=int, default=t.max_steps, help="judge fine-tuning steps")
     p.add_argument("--max-seconds", type=float, default=None, help="optional time cap (the model then depends on machine speed)")

@@ -1,5 +1,50 @@
-# Tiny local models for the embedded default: built by ordinary rules and saved in the Hugging Face layout, so
-# every later step loads them through the same from_pretrained path a real model takes.
+# The demo wing (boostmdr.demo): the synthetic benchmark in the raw MIRACL layout and the tiny local models that
+# stand in for real ones. Included by the Snakefile only when the config uses the synthetic benchmark or a tiny
+# model (a path under results/models/tiny/). Every tiny model is saved in the Hugging Face layout, so later steps
+# load it through the same from_pretrained path a real model takes.
+
+wildcard_constraints:
+    tiny=_alt(TINY_ENCODERS),
+    tinylm=_alt(TINY_LMS),
+
+
+rule synthetic_language:
+    output:
+        train_topics=raw_topics("{lang}", "train"),
+        train_qrels=raw_qrels("{lang}", "train"),
+        eval_topics=raw_topics("{lang}", EVAL_SPLIT),
+        eval_qrels=raw_qrels("{lang}", EVAL_SPLIT),
+        corpus=directory(raw_corpus("{lang}")),
+        truth=f"{RAW}/synthetic-truth/{{lang}}.train.complete-qrels.tsv",
+        topics=f"{RAW}/synthetic-truth/{{lang}}.doc-topics.tsv",
+    params:
+        raw=RAW,
+        seed=config["benchmark"]["synthetic"]["seed"],
+        passages=config["benchmark"]["synthetic"]["passages"],
+        train_queries=config["benchmark"]["synthetic"]["train_queries"],
+        dev_queries=config["benchmark"]["synthetic"]["dev_queries"],
+        fn_rate=config["benchmark"]["synthetic"]["false_negative_rate"],
+        no_pos_rate=config["benchmark"]["synthetic"]["no_positive_rate"],
+        shards=config["benchmark"]["synthetic"]["corpus_shards"],
+    log:
+        "results/logs/synthetic/{lang}.log",
+    shell:
+        "python -m boostmdr.demo.synthetic --lang {wildcards.lang} --out-dir {params.raw} --seed {params.seed}"
+        " --passages {params.passages} --train-queries {params.train_queries} --dev-queries {params.dev_queries}"
+        " --false-negative-rate {params.fn_rate} --no-positive-rate {params.no_pos_rate} --corpus-shards {params.shards} --log {log}"
+
+
+def _check_tiny_models():
+    for backbone, spec in config["backbones"].items():
+        model = spec["model"]
+        if model.startswith("results/models/tiny/") and model.split("/")[3] not in TINY_ENCODERS:
+            raise ConfigError(
+                f"backbones.{backbone}.model: {model!r} is a tiny model path but "
+                f"{model.split('/')[3]!r} is not in tiny_models.encoders ({TINY_ENCODERS})"
+            )
+
+
+_check_tiny_models()
 
 
 def get_all_corpora(wildcards=None):
@@ -44,7 +89,7 @@ rule tiny_tokenizer:
     log:
         "results/logs/tiny_models/tokenizer.log",
     shell:
-        "python -m boostmdr.tiny_models tokenizer --corpus {input} --vocab-size {params.vocab_size}"
+        "python -m boostmdr.demo.tiny_models tokenizer --corpus {input} --vocab-size {params.vocab_size}"
         " --out results/models/tiny/tokenizer --log {log}"
 
 
@@ -67,7 +112,7 @@ rule tiny_encoder:
     benchmark:
         "results/benchmarks/tiny_encoder/{tiny}.tsv"
     shell:
-        "python -m boostmdr.tiny_models encoder --tokenizer results/models/tiny/tokenizer --corpus {input.corpora}"
+        "python -m boostmdr.demo.tiny_models encoder --tokenizer results/models/tiny/tokenizer --corpus {input.corpora}"
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --seed {params.spec[seed]}"
         " --warmup-steps {params.spec[warmup_steps]} --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
@@ -93,7 +138,7 @@ rule tiny_lm:
     benchmark:
         "results/benchmarks/tiny_lm/{tinylm}.tsv"
     shell:
-        "python -m boostmdr.tiny_lm --corpus {input.corpora} --train {input.train} --prompt {input.prompt}"
+        "python -m boostmdr.demo.tiny_lm --corpus {input.corpora} --train {input.train} --prompt {input.prompt}"
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --init {params.spec[init]} --seed {params.spec[seed]}"
         " --train-steps {params.spec[train_steps]}"

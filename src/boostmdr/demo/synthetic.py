@@ -886,7 +886,7 @@ def generate(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m boostmdr.synthetic",
+        prog="python -m boostmdr.demo.synthetic",
         description="Write one language of the synthetic benchmark in the raw MIRACL layout (docs/formats.md).",
     )
     ap.add_argument("--lang", required=True, help=f"MIRACL language code, one of: {' '.join(LANGS)}")
