@@ -3,11 +3,20 @@
 # params:, so editing it reruns exactly what it touches.
 
 import copy
+import os
 import re
 import shlex
 
+import yaml
 from snakemake.utils import validate
 
+from boostmdr.config import drop_removed
+
+# An overlay (--configfile config/miracl.yaml) is deep-merged over config/config.yaml by Snakemake; a section or a
+# named entry it sets to null is removed here, before validation (boostmdr.config explains the rule).
+with open(os.path.join(workflow.basedir, "config", "schema.yaml"), encoding="utf-8") as _fh:
+    SCHEMA = yaml.safe_load(_fh)
+REMOVED_BY_OVERLAY = drop_removed(config, SCHEMA)
 
 validate(config, schema="../config/schema.yaml")
 
