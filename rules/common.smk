@@ -79,6 +79,12 @@ def _check_config():
                 raise ConfigError(f"tables.{name}: backbone {row['backbone']!r} is not one of {RETRIEVERS}")
             if row["variant"] not in VARIANTS:
                 raise ConfigError(f"tables.{name}: variant {row['variant']!r} is not one of {sorted(VARIANTS)}")
+            backbone = config["backbones"].get(row["backbone"])
+            if backbone is not None and VARIANTS[row["variant"]]["finetune"] and not backbone["finetune"]:
+                raise ConfigError(
+                    f"tables.{name}: row {row.get('label') or row['variant']!r} fine-tunes {row['backbone']!r}, but "
+                    f"backbones.{row['backbone']}.finetune is false (it is evaluated zero-shot only)"
+                )
 
 
 def _table_rows_raw(spec):

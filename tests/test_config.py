@@ -97,3 +97,94 @@ def test_without_removals_the_default_would_leak_into_the_paper_run():
     assert config["tiny_models"]["encoders"], "the merge keeps keys the overlay does not name"
     with pytest.raises(KeyError):
         merged(PAPER)["tiny_models"]
+
+
+# --------------------------------------------------------------------------- one source for each default
+
+
+def _library_defaults() -> dict:
+    """The default of every setting, as the library (dataclasses and module constants, which the command
+    lines use too) defines it, under the schema's dotted key."""
+    from boostmdr import bm25, encode, fusion, judge, miners, search, train
+    from boostmdr.demo.tiny_lm import JudgeTrainSettings, TinyLMSettings
+    from boostmdr.encoder import EncoderSettings
+    from boostmdr.llm.options import BACKEND_DEFAULTS
+    from boostmdr.llm.runner import parse_samples_spec
+
+    t, e, j, f = train.TrainConfig(), EncoderSettings(), judge.JudgeSettings(), fusion.FusionSettings()
+    lm, lt = TinyLMSettings(), JudgeTrainSettings()
+    out = {
+        "training.batch_size": t.batch_size,
+        "training.group_size": t.group_size,
+        "training.temperature": train.COS_TEMPERATURE,
+        "training.dot_temperature": train.DOT_TEMPERATURE,
+        "training.warmup_ratio": t.warmup_ratio,
+        "training.seed": t.seed,
+        "training.save_steps": t.save_steps,
+        "training.gradient_checkpointing": t.gradient_checkpointing,
+        "training.mixed_precision": "no" if not (t.fp16 or t.bf16) else None,
+        "backbones.*.pooling": e.pooling,
+        "backbones.*.normalize": e.normalize,
+        "backbones.*.query_prefix": e.query_prefix,
+        "backbones.*.passage_prefix": e.passage_prefix,
+        "backbones.*.q_max_len": e.q_max_len,
+        "backbones.*.p_max_len": e.p_max_len,
+        "backbones.*.learning_rate": t.lr,
+        "backbones.*.epochs": t.epochs,
+        "bm25.k1": bm25.BM25Settings().k1,
+        "bm25.b": bm25.BM25Settings().b,
+        "retrieval.depth": search.DEFAULT_DEPTH,
+        "retrieval.batch_size": encode.DEFAULT_BATCH_SIZE,
+        "candidates.depth": search.DEFAULT_DEPTH,
+        "mining.num_negatives": miners.DEFAULT_NUM_NEGATIVES,
+        "miners.*.shift": miners.ShiftedTopK.shift,
+        "miners.*.max_score": miners.TopKAbs.max_score,
+        "miners.*.margin": miners.TopKMarginPos.margin,
+        "miners.*.percentage": miners.TopKPercPos.percentage,
+        "ensembles.*.fusion": f.method.value,
+        "ensembles.*.rrf_k": f.rrf_k,
+        "ensembles.*.depth": f.depth,
+        "judges.*.samples": [list(s) for s in parse_samples_spec(judge.AUTHORS_SAMPLES)],
+        "judges.*.max_new_tokens": j.max_new_tokens,
+        "judges.*.max_passage_words": j.max_passage_words,
+        "judges.*.retries": j.retries,
+        "judges.*.seed": j.seed,
+        "tiny_models.causal_lms.*.hidden": lm.hidden,
+        "tiny_models.causal_lms.*.layers": lm.layers,
+        "tiny_models.causal_lms.*.heads": lm.heads,
+        "tiny_models.causal_lms.*.intermediate": lm.intermediate,
+        "tiny_models.causal_lms.*.seed": lm.seed,
+        "tiny_models.causal_lms.*.init": lm.init,
+        "tiny_models.causal_lms.*.train_steps": lt.max_steps,
+        "tiny_models.causal_lms.*.batch_size": lt.batch_size,
+        "tiny_models.causal_lms.*.lr": lt.lr,
+    }
+    out.update({f"judges.*.{k}": v for k, v in BACKEND_DEFAULTS.items()})
+    return out
+
+
+def test_the_schema_defaults_equal_the_library_defaults():
+    from boostmdr.config import schema_defaults
+
+    schema = dict(schema_defaults(SCHEMA))
+    library = _library_defaults()
+    assert {k: schema.get(k, "<no default in the schema>") for k in library} == library
+
+
+def test_a_table_that_fine_tunes_a_zero_shot_only_backbone_is_refused_naming_the_key(tmp_path):
+    # backbones.*.finetune is read: mContriever is evaluated zero-shot only in the paper.
+    import shutil
+    import subprocess
+
+    from conftest import VENV_BIN, workflow_env
+
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(yaml.safe_dump({"tables": {"table1": {"rows": [{"backbone": "mcontriever", "variant": "full"}]}}}))
+    proc = subprocess.run(
+        [str(VENV_BIN / "snakemake"), "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--cores", "1", "--configfile", str(tmp_path / "config/config.yaml"), str(overlay)],
+        env=workflow_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "backbones.mcontriever.finetune is false" in proc.stdout + proc.stderr

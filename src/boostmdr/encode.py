@@ -20,6 +20,9 @@ from boostmdr.utils import set_threads, setup_logging
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BATCH_SIZE = 64
+"""Texts per encoding batch (corpus shards here, queries in boostmdr.search)."""
+
 
 def count_lines(path: str | os.PathLike) -> int:
     """Number of non-empty lines of a (possibly gzipped) text file."""
@@ -100,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--stats", default=None, help="prepared stats.json (passage count; else lines are counted)")
     parser.add_argument("--shard", type=int, required=True, help="0-based shard index")
     parser.add_argument("--num-shards", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, default=64, help="most passages per batch")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="most passages per batch")
     parser.add_argument(
         "--max-tokens", type=int, default=None, help="most padded tokens per batch (default: 1024 on CPU, none on GPU)"
     )

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="+", required=True, help="member TREC runs (one per retriever)")
     p.add_argument("--method", choices=[m.value for m in FusionMethod], default=FusionMethod.RRF.value)
     p.add_argument("--rrf-k", type=float, default=None, help="RRF constant k (default 60)")
-    p.add_argument("--depth", type=int, default=40)
+    p.add_argument("--depth", type=int, default=FusionSettings.depth)
     p.add_argument("--train", required=True, help="prepared train.jsonl (its positives are removed)")
     p.add_argument("--tag", required=True, help="run tag written in the last column")
     p.add_argument("--out", required=True)

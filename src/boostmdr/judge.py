@@ -33,7 +33,7 @@ CLI::
     python -m boostmdr.judge verdicts --candidates fused.trec --train train.jsonl --corpus corpus.jsonl \\
         --lang sw --chunk 0 --num-chunks 4 --backend transformers --model results/models/tiny-lm \\
         --prompt config/prompts/judge.txt --reference positive --samples 0.7:0.4,0.8:0.6,0.9:0.8,0.8:0.4 \\
-        --max-new-tokens 48 --retries 2 --seed 13 --cache results/cache/judge.sqlite --out verdicts.jsonl
+        --max-new-tokens 32 --retries 2 --seed 0 --cache results/cache/judge.sqlite --out verdicts.jsonl
     python -m boostmdr.judge pool --verdicts v0.jsonl v1.jsonl --candidates fused.trec --train train.jsonl \\
         --lang sw --keep 0 --source stage1:ensemble --out negatives.jsonl
     python -m boostmdr.judge stats --verdicts v0.jsonl v1.jsonl --lang sw --out stats.json \\
@@ -208,9 +208,9 @@ class JudgeSettings:
 
     samples: tuple[tuple[float, float], ...] = tuple(parse_samples_spec(AUTHORS_SAMPLES))
     reference: str = "positive"
-    max_new_tokens: int = 48
+    max_new_tokens: int = 32
     retries: int = 2
-    seed: int = 13
+    seed: int = 0
     max_passage_words: int | None = None
     depth: int | None = None
     batch_size: int = 64
@@ -567,17 +567,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--chunk", type=int, default=0, help="0-based chunk of the training queries to judge")
     v.add_argument("--num-chunks", type=int, default=1)
     add_backend_arguments(v)
+    d = JudgeSettings()
     v.add_argument("--prompt", required=True, help="prompt template with {question}, {candidate}, {reference}")
-    v.add_argument("--reference", choices=REFERENCE_MODES, default="positive")
+    v.add_argument("--reference", choices=REFERENCE_MODES, default=d.reference)
     v.add_argument("--samples", default=AUTHORS_SAMPLES, help="comma list of top_p:temperature, one per sample")
-    v.add_argument("--max-new-tokens", type=int, default=48)
-    v.add_argument("--retries", type=int, default=2, help="extra attempts for a sample whose output does not parse")
-    v.add_argument("--seed", type=int, default=13, help="reference choice and sampling seeds")
+    v.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    v.add_argument("--retries", type=int, default=d.retries, help="extra attempts for a sample whose output does not parse")
+    v.add_argument("--seed", type=int, default=d.seed, help="reference choice and sampling seeds")
     v.add_argument(
         "--max-passage-words", type=int, default=0, help="cut candidate and reference to this many words (0: no cut)"
     )
     v.add_argument("--depth", type=int, default=None, help="judge only the top N candidates of each query")
-    v.add_argument("--batch-size", type=int, default=64, help="prompts handed to the backend at once")
+    v.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts handed to the backend at once")
     v.add_argument("--cache", default=None, help="SQLite generation cache (shared across runs and chunks)")
     v.add_argument("--out", required=True)
     v.add_argument("--threads", type=int, default=None)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boostmdr.encode import DEFAULT_BATCH_SIZE
 from boostmdr.formats import (
     FormatError,
     Hit,
@@ -40,6 +41,9 @@ from boostmdr.formats import (
 from boostmdr.utils import set_threads, setup_logging
 
 log = logging.getLogger(__name__)
+
+DEFAULT_DEPTH = 100
+"""Hits per query (Recall@100 needs 100)."""
 
 
 # ------------------------------------------------------------------------------------------- search
@@ -197,12 +201,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="encoder directory or hub id (offline)")
     parser.add_argument("--topics", required=True, help="qid<TAB>query file")
     parser.add_argument("--shards", nargs="+", required=True, help="shard .npz files (from boostmdr.encode)")
-    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH)
     parser.add_argument("--tag", required=True, help="run tag (6th TREC column)")
     parser.add_argument("--out", required=True, help="output TREC run")
     parser.add_argument("--positives", default=None, help="prepared train.jsonl: score every labelled positive")
     parser.add_argument("--positive-scores-out", default=None, help="qid<TAB>docid<TAB>score output")
-    parser.add_argument("--batch-size", type=int, default=64, help="query encoding batch size")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="query encoding batch size")
     parser.add_argument("--log", default=None)
     parser.add_argument("--threads", type=int, default=None)
     add_settings_arguments(parser)
