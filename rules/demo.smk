@@ -27,7 +27,9 @@ rule synthetic_language:
         no_pos_rate=config["benchmark"]["synthetic"]["no_positive_rate"],
         shards=config["benchmark"]["synthetic"]["corpus_shards"],
     log:
-        "results/logs/synthetic/{lang}.log",
+        "results/logs/synthetic_language/{lang}.log",
+    benchmark:
+        "results/benchmarks/synthetic_language/{lang}.tsv"
     shell:
         "python -m boostmdr.demo.synthetic --lang {wildcards.lang} --out-dir {params.raw} --seed {params.seed}"
         " --passages {params.passages} --train-queries {params.train_queries} --dev-queries {params.dev_queries}"
@@ -87,7 +89,9 @@ rule tiny_tokenizer:
     params:
         vocab_size=config.get("tiny_models", {}).get("tokenizer", {}).get("vocab_size", 6000),
     log:
-        "results/logs/tiny_models/tokenizer.log",
+        "results/logs/tiny_tokenizer/tokenizer.log",
+    benchmark:
+        "results/benchmarks/tiny_tokenizer/tokenizer.tsv"
     shell:
         "python -m boostmdr.demo.tiny_models tokenizer --corpus {input} --vocab-size {params.vocab_size}"
         " --out results/models/tiny/tokenizer --log {log}"
@@ -108,7 +112,7 @@ rule tiny_encoder:
         runtime=res("tiny_encoder", "runtime"),
         gpu=res("tiny_encoder", "gpu"),
     log:
-        "results/logs/tiny_models/{tiny}.log",
+        "results/logs/tiny_encoder/{tiny}.log",
     benchmark:
         "results/benchmarks/tiny_encoder/{tiny}.tsv"
     shell:
@@ -134,7 +138,7 @@ rule tiny_lm:
         runtime=res("tiny_lm", "runtime"),
         gpu=res("tiny_lm", "gpu"),
     log:
-        "results/logs/tiny_models/{tinylm}.log",
+        "results/logs/tiny_lm/{tinylm}.log",
     benchmark:
         "results/benchmarks/tiny_lm/{tinylm}.tsv"
     shell:

@@ -9,6 +9,8 @@ rule evaluate:
         "results/eval/{backbone}/{variant}/{lang}.json",
     log:
         "results/logs/evaluate/{backbone}/{variant}/{lang}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{backbone}/{variant}/{lang}.tsv"
     shell:
         "python -m boostmdr.evaluate --qrels {input.qrels} --run {input.run} --out {output} --log {log}"
 
@@ -26,27 +28,10 @@ rule table:
         languages=LANGS,
         rows=lambda wc: get_table_params(wc)["rows"],
     log:
-        "results/logs/tables/{table}.log",
+        "results/logs/table/{table}.log",
     localrule: True
     script:
         "../scripts/make_table.py"
-
-
-STAGE_OF_RULE = {
-    "synthetic_language": "data",
-    "prepare": "data",
-    "tiny_tokenizer": "tiny models",
-    "tiny_encoder": "tiny models",
-    "tiny_lm": "tiny models",
-    "bm25_index": "retrieval",
-    "bm25_search": "retrieval",
-    "candidates_bm25": "stage 1 / miners: candidates",
-    "candidates_dense": "stage 1 / miners: candidates",
-    "encode_corpus": "retrieval",
-    "search_dense": "retrieval",
-    "judge": "stage 1: judge",
-    "train": "training",
-}
 
 
 def get_benchmark_files(wildcards):
@@ -56,8 +41,18 @@ def get_benchmark_files(wildcards):
     return sorted(glob.glob("results/benchmarks/**/*.tsv", recursive=True))
 
 
-def get_gpu_rules():
-    return {rule: res(rule, "gpu") for rule in STAGE_OF_RULE if res(rule, "gpu") > 0}
+def benchmark_patterns():
+    """Each rule's benchmark pattern: the cost table attributes a benchmark file to its rule and wildcards."""
+    return {r.name: str(r.benchmark) for r in workflow.rules if r.benchmark is not None}
+
+
+def rule_stages():
+    """Each rule's stage: the rules file it is defined in (rules/stage1.smk -> stage1)."""
+    return {r.name: os.path.splitext(os.path.basename(str(r.snakefile)))[0] for r in workflow.rules}
+
+
+def gpu_rules():
+    return {r.name: res(r.name, "gpu") for r in workflow.rules if res(r.name, "gpu") > 0}
 
 
 rule cost_table:
@@ -68,11 +63,11 @@ rule cost_table:
     output:
         "results/tables/cost.md",
     params:
-        stages=STAGE_OF_RULE,
-        gpu_rules=get_gpu_rules(),
-        variants=list(VARIANTS),
+        patterns=lambda wc: benchmark_patterns(),
+        stages=lambda wc: rule_stages(),
+        gpu_rules=lambda wc: gpu_rules(),
     log:
-        "results/logs/tables/cost.log",
+        "results/logs/cost_table/cost.log",
     localrule: True
     script:
         "../scripts/cost_table.py"

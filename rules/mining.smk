@@ -25,6 +25,8 @@ rule mine:
         num_negatives=config["mining"]["num_negatives"],
     log:
         "results/logs/mine/{dense}/{miner}/{lang}.log",
+    benchmark:
+        "results/benchmarks/mine/{dense}/{miner}/{lang}.tsv"
     shell:
         "python -m boostmdr.miners --method {params.method} {params.settings} --candidates {input.candidates}"
         " --positive-scores {input.positives} --train {input.train} --lang {wildcards.lang}"

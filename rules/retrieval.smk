@@ -16,7 +16,7 @@ rule bm25_index:
     log:
         "results/logs/bm25_index/{lang}.log",
     benchmark:
-        "results/benchmarks/bm25_index/bm25/zeroshot/{lang}.tsv"
+        "results/benchmarks/bm25_index/{lang}.tsv"
     shell:
         "python -m boostmdr.bm25 index --corpus {input} --language {params.analyzer} --index {output}"
         " --threads {threads} --log {log}"
@@ -40,7 +40,7 @@ rule bm25_search:
     log:
         "results/logs/bm25_search/{lang}.log",
     benchmark:
-        "results/benchmarks/bm25_search/bm25/zeroshot/{lang}.tsv"
+        "results/benchmarks/bm25_search/{lang}.tsv"
     shell:
         "python -m boostmdr.bm25 search --index {input.index} --topics {input.topics} --language {params.analyzer}"
         " --k1 {params.k1} --b {params.b} --depth {params.depth} --tag bm25 --out {output}"
@@ -61,7 +61,7 @@ use rule bm25_search as candidates_bm25 with:
     log:
         "results/logs/candidates_bm25/{lang}.log",
     benchmark:
-        "results/benchmarks/candidates_bm25/bm25/zeroshot/{lang}.tsv"
+        "results/benchmarks/candidates_bm25/{lang}.tsv"
 
 
 rule encode_corpus:
@@ -147,7 +147,7 @@ rule candidates_dense:
     log:
         "results/logs/candidates_dense/{dense}/{lang}.log",
     benchmark:
-        "results/benchmarks/candidates_dense/{dense}/zeroshot/{lang}.tsv"
+        "results/benchmarks/candidates_dense/{dense}/{lang}.tsv"
     shell:
         "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
         " --shards {input.shards} --depth {params.depth} --batch-size {params.batch_size}"

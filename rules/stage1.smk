@@ -22,6 +22,8 @@ rule fuse:
         fusion=get_fusion_params,
     log:
         "results/logs/fuse/{ensemble}/{lang}.log",
+    benchmark:
+        "results/benchmarks/fuse/{ensemble}/{lang}.tsv"
     shell:
         "python -m boostmdr.fusion --runs {input.runs} --method {params.fusion[method]} --rrf-k {params.fusion[rrf_k]}"
         " --depth {params.fusion[depth]} --train {input.train} --tag fused.{wildcards.ensemble} --out {output} --log {log}"
@@ -114,6 +116,8 @@ rule pool:
         flags=get_pool_flags,
     log:
         "results/logs/pool/{ensemble}/{judge}/{reference}/keep-{keep}/{lang}.log",
+    benchmark:
+        "results/benchmarks/pool/{ensemble}/{judge}/{reference}/keep-{keep}/{lang}.tsv"
     shell:
         "python -m boostmdr.judge pool --verdicts {input.verdicts} --candidates {input.candidates}"
         " --train {input.train} --lang {wildcards.lang} {params.flags}"
@@ -134,6 +138,8 @@ rule judge_stats:
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
     log:
         "results/logs/judge_stats/{ensemble}/{judge}/{reference}/{lang}.log",
+    benchmark:
+        "results/benchmarks/judge_stats/{ensemble}/{judge}/{reference}/{lang}.tsv"
     shell:
         "python -m boostmdr.judge stats --verdicts {input.verdicts} {params.truth} --lang {wildcards.lang}"
         " --out {output} --log {log}"
@@ -156,15 +162,16 @@ rule elimination_table:
     output:
         md="results/tables/elimination.md",
         csv="results/tables/elimination.csv",
+        tex="results/tables/elimination.tex",
     params:
         languages=LANGS,
         kind="elimination",
-        stage1=lambda wc: "/".join(main_stage1()),
+        subtitle=lambda wc: "stage-1 configuration " + "/".join(main_stage1()),
     log:
-        "results/logs/tables/elimination.log",
+        "results/logs/elimination_table/elimination.log",
     localrule: True
     script:
-        "../scripts/stage1_tables.py"
+        "../scripts/stats_table.py"
 
 
 if SYNTHETIC:
@@ -173,9 +180,10 @@ if SYNTHETIC:
         output:
             md="results/tables/judge_quality.md",
             csv="results/tables/judge_quality.csv",
+            tex="results/tables/judge_quality.tex",
         params:
             languages=LANGS,
             kind="judge_quality",
-            stage1=lambda wc: "/".join(main_stage1()),
+            subtitle=lambda wc: "stage-1 configuration " + "/".join(main_stage1()),
         log:
-            "results/logs/tables/judge_quality.log",
+            "results/logs/judge_quality_table/judge_quality.log",

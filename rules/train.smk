@@ -53,7 +53,7 @@ rule train:
     log:
         "results/logs/train/{dense}/{variant}.log",
     benchmark:
-        "results/benchmarks/train/{dense}/{variant}/all.tsv"
+        "results/benchmarks/train/{dense}/{variant}.tsv"
     shell:
         # One process per GPU under torchrun when the job holds several GPUs; plain python otherwise.
         'LAUNCH="python"; if [ {resources.gpu} -gt 1 ]; then LAUNCH="torchrun --standalone --nproc_per_node {resources.gpu}"; fi; '

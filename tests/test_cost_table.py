@@ -1,6 +1,6 @@
-"""scripts/cost_table.py: CPU and GPU hours per stage and variant from Snakemake benchmark files."""
+"""boostmdr.cost: CPU and GPU hours per rule, stage and variant from Snakemake benchmark files, each file
+attributed to its rule and wildcards by the rules' benchmark patterns."""
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("cost_table", ROOT / "scripts" / "cost_table.py")
-cost_table = importlib.util.module_from_spec(_spec)
-sys.modules["cost_table"] = cost_table  # dataclasses look their module up there
-_spec.loader.exec_module(cost_table)
+from boostmdr import cost
+from boostmdr.tables import to_markdown
 
+ROOT = Path(__file__).resolve().parents[1]
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+PATTERNS = {
+    "encode_corpus": "results/benchmarks/encode_corpus/{backbone}/{variant}/{lang}/shard-{shard}-of-{nshards}.tsv",
+    "train": "results/benchmarks/train/{backbone}/{variant}.tsv",
+    "tiny_encoder": "results/benchmarks/tiny_encoder/{tiny}.tsv",
+    "judge": "results/benchmarks/judge/{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}.tsv",
+    "search_dense": "results/benchmarks/search_dense/{backbone}/{variant}/{lang}.tsv",
+}
 
 
 def write_bench(root, rel, *rows):
@@ -26,55 +31,62 @@ def write_bench(root, rel, *rows):
     return path
 
 
-def test_parse_benchmark_path_reads_rule_and_variant_and_marks_shallow_paths_shared():
-    parse = cost_table.parse_benchmark_path
-    assert parse("results/benchmarks/train/bge/full/all.tsv") == ("train", "full")
-    assert parse("results/benchmarks/encode_corpus/bge/zeroshot/sw/shard-0-of-2.tsv") == ("encode_corpus", "zeroshot")
-    assert parse("results/benchmarks/tiny_encoder/tiny-bge.tsv") == ("tiny_encoder", cost_table.SHARED)
-    assert parse("results/benchmarks/judge/me5_bge/sw.tsv") == ("judge", cost_table.SHARED)
-    # With the config's variant names, a third component that is not a variant is not taken for one.
-    assert parse("results/benchmarks/judge/me5_bge/llm/sw/0.tsv", variants=["full"]) == ("judge", cost_table.SHARED)
-    with pytest.raises(ValueError, match="not a benchmark file"):
-        parse("results/runs/bge/full/sw.trec")
+def test_a_file_is_attributed_to_its_rule_and_wildcards_by_the_patterns(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert cost.attribute("results/benchmarks/train/bge/full.tsv", PATTERNS) == (
+        "train", {"backbone": "bge", "variant": "full"})
+    rule, wc = cost.attribute("results/benchmarks/judge/me5_bge/llm/positive/sw/chunk-0-of-2.tsv", PATTERNS)
+    assert rule == "judge" and "variant" not in wc and wc["chunk"] == "0"
+    # a wildcard matches one path component, so the judge's path is not taken for a shorter pattern
+    with pytest.raises(ValueError, match="matches no rule's benchmark pattern"):
+        cost.attribute("results/benchmarks/train/bge/full/extra.tsv", PATTERNS)
+    assert cost.pattern_regex("a/{x}/{y,[0-9]+}/{x}.tsv").fullmatch("a/p/7/p.tsv")
+    assert not cost.pattern_regex("a/{x}/{y}/{x}.tsv").fullmatch("a/p/7/q.tsv")
 
 
-def test_cpu_and_gpu_hours_per_stage_and_variant_match_hand_computed_sums(tmp_path):
+def test_hours_per_rule_stage_and_variant_match_hand_computed_sums(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     files = [
         write_bench(tmp_path, "encode_corpus/bge/zeroshot/sw/shard-0-of-2.tsv", (1800, 1700)),
         write_bench(tmp_path, "encode_corpus/bge/zeroshot/sw/shard-1-of-2.tsv", (1800, 1500)),
         write_bench(tmp_path, "encode_corpus/bge/full/sw/shard-0-of-1.tsv", (3600, 3000)),
         # 4 GPUs for 1 h -> 4 GPU h; CPU 7200 s -> 2 CPU h
-        write_bench(tmp_path, "train/bge/full/all.tsv", (3600, 7200)),
+        write_bench(tmp_path, "train/bge/full.tsv", (3600, 7200)),
         write_bench(tmp_path, "tiny_encoder/tiny-bge.tsv", (360, 720)),
     ]
-    stages = {"encode_corpus": "eval", "train": "train"}
+    files = [str(f.relative_to(tmp_path)) for f in files]
+    stages = {"encode_corpus": "retrieval", "train": "train", "tiny_encoder": "demo"}
     gpus = {"encode_corpus": 1, "train": 4}
-    per_stage, per_pair, total = cost_table.aggregate(cost_table.job_costs(files, gpus), stages)
+    rules, per_stage, per_pair, total = cost.aggregate(cost.job_costs(files, PATTERNS, stages, gpus), ["train", "retrieval"])
 
-    assert list(per_stage) == ["eval", "train", "tiny_encoder"]  # config order, then unmapped rules
-    assert per_stage["eval"].jobs == 3
-    assert per_stage["eval"].gpu_s == 7200 and per_stage["eval"].cpu_s == 6200
+    assert list(per_stage) == ["train", "retrieval", "demo"]  # the given order, then the rest
+    assert list(rules) == ["encode_corpus", "train", "tiny_encoder"]  # most wall time first
+    assert per_stage["retrieval"].jobs == 3
+    assert per_stage["retrieval"].gpu_s == 7200 and per_stage["retrieval"].cpu_s == 6200
     assert per_stage["train"].gpu_s == 4 * 3600 and per_stage["train"].cpu_s == 7200
-    assert per_stage["tiny_encoder"].gpu_s == 0
-    assert per_pair[("eval", "zeroshot")].gpu_s == 3600
-    assert per_pair[("eval", "full")].cpu_s == 3000
-    assert per_pair[("tiny_encoder", cost_table.SHARED)].jobs == 1
+    assert per_pair[("retrieval", "zeroshot")].gpu_s == 3600
+    assert per_pair[("retrieval", "full")].cpu_s == 3000
+    assert per_pair[("demo", cost.SHARED)].jobs == 1
     assert total.jobs == 5 and total.gpu_s == 7200 + 14400
 
-    md = cost_table.render_markdown(per_stage, per_pair, total)
+    tables, _ = cost.cost_tables(files, PATTERNS, stages, gpus)
+    md = "\n".join(to_markdown(t) for t in tables)
+    assert "| encode_corpus | 3 | 7200 | 2400.0 | 1.7222 | 2.0000 |" in md
     assert "| train | 1 | 1.0000 | 2.0000 | 4.0000 |" in md
-    assert "| eval | zeroshot | 2 | 1.0000 | 0.8889 | 1.0000 |" in md
+    assert "| retrieval | full | 1 | 1.0000 | 0.8333 | 1.0000 |\n|  | zeroshot | 2 | 1.0000 | 0.8889 | 1.0000 |" in md
     assert "| **Total** | 5 | 3.1000 | 3.9222 | 6.0000 |" in md
 
 
-def test_repeated_benchmark_counts_once_with_mean_and_na_cpu_is_zero_and_reported(tmp_path):
+def test_repeated_benchmark_counts_once_with_mean_and_na_cpu_is_zero_and_reported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     repeated = write_bench(tmp_path, "search_dense/bge/zeroshot/sw.tsv", (10, 8), (20, 12))
     unsampled = write_bench(tmp_path, "search_dense/bge/zeroshot/ru.tsv", (0.5, "NA"))
-    jobs = cost_table.job_costs([repeated, unsampled], ["search_dense"])  # a list means 1 GPU each
+    files = [str(f.relative_to(tmp_path)) for f in (repeated, unsampled)]
+    jobs = cost.job_costs(files, PATTERNS, gpu_rules={"search_dense": 1})
     assert (jobs[0].wall_s, jobs[0].cpu_s, jobs[0].gpu_s) == (15, 10, 15)
     assert jobs[1].cpu_s == 0 and jobs[1].cpu_missing
-    md = cost_table.cost_table([repeated, unsampled], {"search_dense": "eval"}, ["search_dense"])
-    assert "1 job(s) finished before Snakemake sampled their CPU time" in md
+    _, notes = cost.cost_tables(files, PATTERNS, {}, {"search_dense": 1})
+    assert "1 job(s) finished before Snakemake sampled their CPU time" in " ".join(notes)
 
 
 def test_bad_inputs_fail_with_a_message_naming_the_problem(tmp_path):
@@ -82,24 +94,24 @@ def test_bad_inputs_fail_with_a_message_naming_the_problem(tmp_path):
     bad.parent.mkdir(parents=True)
     bad.write_text("foo\tbar\n1\t2\n")
     with pytest.raises(ValueError, match="needs a header with columns 's' and 'cpu_time'"):
-        cost_table.read_benchmark(bad)
+        cost.read_benchmark(bad)
     with pytest.raises(ValueError, match=r"gpu_rules\['train'\] must be a GPU count"):
-        cost_table.normalize_gpu_rules({"train": "4"})
+        cost.normalize_gpu_rules({"train": "4"})
 
 
 @pytest.mark.slow
 def test_script_runs_under_snakemake_and_writes_the_table(tmp_path):
-    write_bench(tmp_path, "train/bge/full/all.tsv", (3600, 7200))
+    write_bench(tmp_path, "train/bge/full.tsv", (3600, 7200))
     (tmp_path / "Snakefile").write_text(
         textwrap.dedent(
             f"""
             rule cost:
-                input: "results/benchmarks/train/bge/full/all.tsv"
+                input: "results/benchmarks/train/bge/full.tsv"
                 output: "results/tables/cost.md"
                 params:
+                    patterns={{"train": "results/benchmarks/train/{{backbone}}/{{variant}}.tsv"}},
                     stages={{"train": "training"}},
                     gpu_rules={{"train": 2}},
-                    variants=["full"],
                 log: "results/logs/cost.log"
                 script: "{ROOT / 'scripts' / 'cost_table.py'}"
             """
@@ -115,3 +127,4 @@ def test_script_runs_under_snakemake_and_writes_the_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (tmp_path / "results" / "tables" / "cost.md").read_text()
     assert "| training | full | 1 | 1.0000 | 2.0000 | 2.0000 |" in md
+    assert "| train | 1 | 3600 | 3600.0 | 2.0000 | 2.0000 |" in md

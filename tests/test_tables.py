@@ -140,3 +140,21 @@ def test_make_table_script_writes_all_formats(tmp_path, repo, monkeypatch):
     smk.input = inputs[:-1]  # an eval file the rule forgot to declare
     with pytest.raises(tables.TableError, match=r"results/eval/me5/bdumdr/te.json is not an input of the rule"):
         runpy.run_path(str(repo / "scripts" / "make_table.py"), init_globals={"snakemake": smk})
+
+
+def test_stats_table_averages_present_values_prints_na_and_renders_all_formats():
+    rows = tables.STATS_TABLES["judge_quality"][1]
+    stats = {
+        "sw": {"truth": {"false_negative_rate_among_candidates": 0.2, "precision": 0.5, "recall": 0.25, "accuracy": 0.8}},
+        "ru": {"truth": {"false_negative_rate_among_candidates": 0.1, "precision": None, "recall": 0.0, "accuracy": 0.9}},
+    }
+    table = tables.stats_table(rows, stats, ["sw", "ru"], "quality")
+    md = tables.to_markdown(table)
+    assert "| Precision (%) | 50.0 | 50.0 | n/a |" in md  # the average over the languages that have a value
+    assert "| Recall (%) | 12.5 | 25.0 | 0.0 |" in md
+    assert tables.to_csv(table).splitlines()[0] == "statistic,Avg,sw,ru,note"
+    assert "\\toprule" in tables.to_latex(table)
+    counts = tables.stats_table(tables.STATS_TABLES["elimination"][1][1:2], {"sw": {"judged": 1470}, "ru": {"judged": 35}}, ["sw", "ru"])
+    assert [r.cells for r in counts.rows] == [("752.5", "1,470", "35")]
+    with pytest.raises(tables.TableError, match=r"no statistics for language\(s\) \['te'\]"):
+        tables.stats_table(rows, stats, ["sw", "te"])

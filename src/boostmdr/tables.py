@@ -1,15 +1,21 @@
-"""Results tables (paper layout) built from evaluation records: CSV, Markdown and LaTeX (booktabs).
+"""Every table the workflow writes, built as a :class:`Table` and rendered as CSV, Markdown and LaTeX
+(booktabs) by one set of renderers.
 
-Pure functions: dicts in, strings out. ``scripts/make_table.py`` reads the eval files and writes the
-outputs; nothing here touches the file system.
+The builders are pure functions (dicts in, a :class:`Table` out); the ``write_*`` functions at the end are
+the entry points of the rules' ``script:`` shims in ``scripts/``, which read the rule's inputs and write
+its outputs atomically. The cost tables are built by :mod:`boostmdr.cost` and rendered here too.
 
-Two layouts:
+Layouts:
 
 * **languages** (:func:`language_table`): one row per system, columns ``Avg`` then one column per
   language in the given order; cells are one measure in percent with one decimal.
   ``Avg`` is the mean over the languages of the per-language aggregate (computed before rounding).
 * **summary** (:func:`summary_table`): one row per variant, columns the language-averaged value of
   each measure (default ``Avg nDCG@10`` and ``Avg R@100``), for ablation tables.
+
+* **statistics** (:func:`stats_table`): one row per statistic of a step (e.g. the stage-1 judge's
+  elimination rate, or its precision against the synthetic benchmark's planted truth), columns ``Avg``
+  then each language; percentages with one decimal, counts with thousands separators.
 
 Rows are dicts ``{"label", "backbone", "variant"}`` (optionally ``"group"``, printed as the first
 column, for tables that group systems by backbone), or ``{"label", "pending": "reason"}`` for a
@@ -20,10 +26,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
-from decimal import ROUND_HALF_UP, Decimal
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 MEASURE_LABELS = {"ndcg_cut_10": "nDCG@10", "recall_100": "R@100"}
 SUMMARY_MEASURES = ("ndcg_cut_10", "recall_100")
@@ -88,6 +100,10 @@ class Table:
     group: bool
     """Whether the first column is the rows' group."""
     rows: tuple[TableRow, ...]
+    label_header: str = "System"
+    """Header of the label column."""
+    group_header: str = "Group"
+    """Header of the group column (when ``group``)."""
 
 
 def measure_label(measure: str) -> str:
@@ -162,6 +178,57 @@ def summary_table(rows: Sequence[Mapping], languages: Sequence[str], scores: Sco
                  group=any(r.group is not None for r in specs), rows=tuple(out))
 
 
+# ------------------------------------------------------------------------------------------ statistics
+
+Statistic = tuple[str, Callable[[Mapping[str, Any]], Any], bool]
+"""``(row label, value from a language's statistics record, whether the value is a fraction printed in %)``."""
+
+STATS_TABLES: dict[str, tuple[str, tuple[Statistic, ...]]] = {
+    "elimination": (
+        "Elimination: share of judged candidates the LLM judge removed (paper Table 8, last row)",
+        (
+            ("Elimination (%)", lambda s: s["elimination_rate"], True),
+            ("Judged candidates", lambda s: s["judged"], False),
+            ("Removed", lambda s: s["removed"], False),
+            ("No parsed verdict", lambda s: s["null_verdicts"], False),
+        ),
+    ),
+    "judge_quality": (
+        "Judge quality against the synthetic benchmark's planted false negatives (analysis only; never read by the method)",
+        (
+            ("Planted false negatives among candidates (%)", lambda s: s["truth"]["false_negative_rate_among_candidates"], True),
+            ("Precision (%)", lambda s: s["truth"]["precision"], True),
+            ("Recall (%)", lambda s: s["truth"]["recall"], True),
+            ("Accuracy (%)", lambda s: s["truth"]["accuracy"], True),
+        ),
+    ),
+}
+"""The statistics tables: name -> (title, rows)."""
+
+
+def count(value: float) -> str:
+    """A count with thousands separators; a mean of counts keeps one decimal."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def stats_table(
+    rows: Sequence[Statistic], stats: Mapping[str, Mapping[str, Any]], languages: Sequence[str], title: str = ""
+) -> Table:
+    """Rows = statistics, columns ``Avg`` then each language. ``Avg`` is the mean over the languages where the
+    value exists; a missing value (e.g. no precision without any removal) prints ``n/a``."""
+    missing = [lang for lang in languages if lang not in stats]
+    if missing:
+        raise TableError(f"no statistics for language(s) {missing}; have {sorted(stats)}")
+    out = []
+    for label, get, is_fraction in rows:
+        values = [get(stats[lang]) for lang in languages]
+        present = [v for v in values if v is not None]
+        avg = math.fsum(present) / len(present) if present else None
+        fmt = percent if is_fraction else count
+        out.append(TableRow(label, tuple("n/a" if v is None else fmt(v) for v in [avg, *values])))
+    return Table(title=title, columns=("Avg", *languages), group=False, rows=tuple(out), label_header="Statistic")
+
+
 # ------------------------------------------------------------------------------------------ renderers
 
 
@@ -169,8 +236,8 @@ def to_csv(table: Table) -> str:
     """CSV: ``[group,]system,<columns>,note``; a pending row has empty value cells and its reason in ``note``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    lead = ["group"] if table.group else []
-    w.writerow([*lead, "system", *table.columns, "note"])
+    lead = [table.group_header.lower()] if table.group else []
+    w.writerow([*lead, table.label_header.lower(), *table.columns, "note"])
     for row in table.rows:
         lead = [row.group or ""] if table.group else []
         values = list(row.cells) if row.cells is not None else [""] * len(table.columns)
@@ -184,7 +251,7 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(table: Table) -> str:
     """GitHub Markdown; the group is printed on the first row of each run of equal groups."""
-    head = (["Group"] if table.group else []) + ["System", *table.columns]
+    head = ([table.group_header] if table.group else []) + [table.label_header, *table.columns]
     align = ([":--"] if table.group else []) + [":--"] + ["--:"] * len(table.columns)
     lines = []
     if table.title:
@@ -217,7 +284,7 @@ def to_latex(table: Table) -> str:
     """A booktabs ``table`` environment; groups are separated by ``\\midrule``."""
     n_lead = 2 if table.group else 1
     spec = "l" * n_lead + "r" * len(table.columns)
-    head = (["Group"] if table.group else []) + ["System", *table.columns]
+    head = ([table.group_header] if table.group else []) + [table.label_header, *table.columns]
     lines = [r"\begin{table}[t]", r"\centering"]
     if table.title:
         lines.append(rf"\caption{{{tex_escape(table.title)}}}")
@@ -241,3 +308,99 @@ def to_latex(table: Table) -> str:
 
 
 RENDERERS = {".csv": to_csv, ".md": to_markdown, ".tex": to_latex}
+
+
+# ------------------------------------------------------------------------------- Snakemake scripts
+
+
+def _flat(files: Any) -> list[str]:
+    out: list[str] = []
+    for f in files:
+        if isinstance(f, (list, tuple)):
+            out += _flat(f)
+        else:
+            out.append(str(f))
+    return out
+
+
+def write_table(table: Table, outputs: Sequence[str]) -> None:
+    """Render ``table`` into each output, in the format its suffix names (.csv, .md, .tex), atomically."""
+    from boostmdr.formats import atomic_write
+
+    for out in outputs:
+        render = RENDERERS.get(Path(out).suffix)
+        if render is None:
+            raise TableError(f"output {out}: unknown table format; use one of {', '.join(RENDERERS)}")
+        with atomic_write(out) as fh:
+            fh.write(render(table))
+        log.info("wrote %s", out)
+
+
+DEFAULT_EVAL_PATH = "results/eval/{backbone}/{variant}/{lang}.json"
+LAYOUTS = ("languages", "summary")
+
+
+def write_results_table(smk: Any) -> None:
+    """``scripts/make_table.py``: one results table from the eval files of its rows.
+
+    Inputs: the eval JSONs of every non-pending row and language. Params: ``rows`` ({label, backbone,
+    variant[, group]} or {label, pending[, group]}), ``languages``, ``metric``, ``title``, ``layout``
+    (``languages`` or ``summary``), ``measures`` (summary columns), ``eval_path`` (pattern of an eval file;
+    every file it names must be an input of the rule, so the DAG and the table cannot disagree).
+    """
+    from boostmdr.formats import read_eval
+    from boostmdr.utils import setup_logging
+
+    logs = _flat(getattr(smk, "log", []) or [])
+    setup_logging(logs[0] if logs else None)
+    params = smk.params
+    rows = getattr(params, "rows")
+    languages = list(getattr(params, "languages"))
+    title = getattr(params, "title", "") or ""
+    layout = getattr(params, "layout", "languages") or "languages"
+    if layout not in LAYOUTS:
+        raise TableError(f"params.layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    pattern = getattr(params, "eval_path", None) or DEFAULT_EVAL_PATH
+
+    inputs = {os.path.normpath(p) for p in _flat(smk.input)}
+    scores: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    for i, raw in enumerate(rows):
+        row = RowSpec.from_dict(raw, i)
+        if row.pending is not None:
+            log.info("row %r pending: %s", row.label, row.pending)
+            continue
+        for lang in languages:
+            path = os.path.normpath(pattern.format(backbone=row.backbone, variant=row.variant, lang=lang))
+            if path not in inputs:
+                raise TableError(
+                    f"row {row.label!r}, language {lang}: {path} is not an input of the rule; declare it in "
+                    f"input: (or set params.eval_path to the pattern the inputs follow)"
+                )
+            scores.setdefault(row.key, {})[lang] = read_eval(path).aggregate
+
+    if layout == "summary":
+        measures = list(getattr(params, "measures", None) or SUMMARY_MEASURES)
+        table = summary_table(rows, languages, scores, title=title, measures=measures)
+    else:
+        table = language_table(rows, languages, getattr(params, "metric"), scores, title=title)
+    write_table(table, _flat(smk.output))
+
+
+def write_stats_table(smk: Any) -> None:
+    """``scripts/stats_table.py``: a statistics table (params ``kind``, a key of :data:`STATS_TABLES`;
+    ``languages``; ``subtitle``) from per-language JSON statistics files (each with its ``lang``)."""
+    from boostmdr.formats import read_json
+    from boostmdr.utils import setup_logging
+
+    setup_logging(_flat(smk.log)[0] if smk.log else None)
+    kind = smk.params.kind
+    if kind not in STATS_TABLES:
+        raise TableError(f"params.kind {kind!r}: choose one of {', '.join(STATS_TABLES)}")
+    title, rows = STATS_TABLES[kind]
+    subtitle = getattr(smk.params, "subtitle", "")
+    stats = {}
+    for path in _flat(smk.input):
+        record = read_json(path)
+        stats[record["lang"]] = record
+    table = stats_table(rows, stats, list(smk.params.languages), f"{title} ({subtitle})" if subtitle else title)
+    write_table(table, _flat(smk.output))
