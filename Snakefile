@@ -13,18 +13,9 @@
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
 #   demo       the synthetic benchmark and the tiny local models of the embedded default (only when used)
 
-import os
-import sys
-
 from snakemake.utils import min_version
 
 min_version("9.0")
-
-# Rules run `python -m boostmdr...`: the interpreter running Snakemake (e.g. .venv/bin/snakemake's) comes first
-# on PATH, so an environment need not be activated. Jobs inherit the variable.
-_bin = os.path.dirname(sys.executable)
-if os.environ.get("PATH", "").split(os.pathsep)[0] != _bin:
-    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 
 configfile: "config/config.yaml"

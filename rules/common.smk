@@ -1,6 +1,17 @@
-# Config access, validation, wildcard constraints and target lists. All Python the rules need lives here in
-# named get_* functions; rule bodies stay declarative. Every value that changes a result reaches a rule through
-# params:, so editing it reruns exactly what it touches.
+# Config access, validation, wildcard constraints, path builders and target lists. Every piece of Python the rules
+# need is a named function here (the demo wing's are in rules/demo_common.smk); the other rule files hold only
+# rules. The conventions the rules follow:
+#   - Paths: one builder per artifact (run_file, eval_file, verdict_file, ...), used for the rule's output with
+#     wildcard patterns and for every input that consumes it with values. A path holds only the settings that change
+#     the file, so variants that share them share the file.
+#   - Wildcards: one name per entity, constrained to the config's own names. {backbone} is BM25 or any dense backbone;
+#     rules that need a dense one narrow it with their own wildcard_constraints.
+#   - Params: every config value a job uses reaches its command through params: (never read inside a script or a
+#     shell string), so a changed value reruns that job and what depends on it. Config strings that reach a shell
+#     are quoted with shlex.quote.
+#   - Logs and benchmarks: results/logs/<rule>/<wildcards>.log and results/benchmarks/<rule>/<wildcards>.tsv.
+#   - Resources: threads, mem_mb, runtime and gpu from config resources (res()); a software environment per rule
+#     (envs/, for --software-deployment-method conda), the vLLM one for a judge whose backend is vllm.
 
 import copy
 import os
@@ -37,7 +48,7 @@ def _merge(base, override):
 
 LANGS = list(config["languages"])
 DENSE = list(config["backbones"])
-RETRIEVERS = ["bm25"] + DENSE
+BACKBONES = ["bm25"] + DENSE
 RAW = config["benchmark"]["raw_dir"]
 SYNTHETIC = config["benchmark"]["name"] == "synthetic"
 EVAL_SPLIT = config["benchmark"]["eval_split"]
@@ -69,14 +80,14 @@ def _check_config():
             raise ConfigError(f"{where}.judge: {neg['judge']!r} is not a judge; choose one of {sorted(config['judges'])} or null")
     for name, ens in config["ensembles"].items():
         for member in ens["members"]:
-            if member not in RETRIEVERS:
-                raise ConfigError(f"ensembles.{name}.members: {member!r} is not a retriever; choose from {RETRIEVERS}")
+            if member not in BACKBONES:
+                raise ConfigError(f"ensembles.{name}.members: {member!r} is not a retriever; choose from {BACKBONES}")
     if config["mining"]["retriever"] not in DENSE:
         raise ConfigError(f"mining.retriever: {config['mining']['retriever']!r} must be a dense backbone, one of {DENSE}")
     for name, spec in config["tables"].items():
         for row in _table_rows_raw(spec):
-            if row["backbone"] not in RETRIEVERS:
-                raise ConfigError(f"tables.{name}: backbone {row['backbone']!r} is not one of {RETRIEVERS}")
+            if row["backbone"] not in BACKBONES:
+                raise ConfigError(f"tables.{name}: backbone {row['backbone']!r} is not one of {BACKBONES}")
             if row["variant"] not in VARIANTS:
                 raise ConfigError(f"tables.{name}: variant {row['variant']!r} is not one of {sorted(VARIANTS)}")
             backbone = config["backbones"].get(row["backbone"])
@@ -97,11 +108,12 @@ def _alt(values):
     return "|".join(re.escape(v) for v in values) if values else "(?!x)x"
 
 
+DENSE_ALT = _alt(DENSE)
+
+
 wildcard_constraints:
     lang=_alt(LANGS),
-    backbone=_alt(RETRIEVERS),
-    dense=_alt(DENSE),
-    retriever=_alt(RETRIEVERS),
+    backbone=_alt(BACKBONES),
     variant=_alt(list(VARIANTS)),
     miner=_alt(list(config["miners"])),
     ensemble=_alt(list(config["ensembles"])),
@@ -115,7 +127,7 @@ wildcard_constraints:
     table=_alt(list(config["tables"])),
 
 
-# ------------------------------------------------------------------------------------------ resources
+# ------------------------------------------------------------------------------------ resources, envs
 
 
 def res(step, key):
@@ -128,7 +140,28 @@ def get_threads(step):
     return res(step, "threads")
 
 
-# ------------------------------------------------------------------------------------------------ data
+def conda_env(name):
+    """The conda environment file of a rule (envs/NAME.yaml), relative to the rule files."""
+    return f"../envs/{name}.yaml"
+
+
+def get_judge_env(wildcards):
+    """A judge runs in the vLLM environment when its backend is vllm, on the GPU stack when it holds GPUs."""
+    backend = config["judges"][wildcards.judge]["backend"]
+    if backend == "vllm":
+        return conda_env("vllm")
+    return conda_env("gpu" if backend == "transformers" and res("judge", "gpu") > 0 else "cpu")
+
+
+# ---------------------------------------------------------------------------------------- path builders
+
+
+def log_file(rule, name):
+    return f"results/logs/{rule}/{name}.log"
+
+
+def benchmark_file(rule, name):
+    return f"results/benchmarks/{rule}/{name}.tsv"
 
 
 def raw_topics(lang, split):
@@ -143,6 +176,92 @@ def raw_corpus(lang):
     return f"{RAW}/miracl-corpus-v1.0-{lang}"
 
 
+def data(lang, name):
+    """A prepared file of one language (corpus.jsonl, train.jsonl, stats.json, topics and qrels)."""
+    return f"results/data/{lang}/{name}"
+
+
+def bm25_index_dir(lang):
+    return f"results/index/bm25/{lang}"
+
+
+def shard_file(backbone, variant, lang, shard, nshards):
+    return f"results/index/{backbone}/{variant}/{lang}/shard-{shard}-of-{nshards}.npz"
+
+
+def run_file(backbone, variant, lang):
+    """The TREC run of the evaluation queries."""
+    return f"results/runs/{backbone}/{variant}/{lang}.trec"
+
+
+def eval_file(backbone, variant_name, lang):
+    return f"results/eval/{backbone}/{variant_name}/{lang}.json"
+
+
+def candidate_run(backbone, lang):
+    """The zero-shot top-k of every training query (positives still in it)."""
+    return f"results/candidates/{backbone}/{lang}.trec"
+
+
+def positive_scores_file(backbone, lang):
+    return f"results/candidates/{backbone}/{lang}.positives.tsv"
+
+
+def miner_negatives(backbone, miner, lang):
+    return f"results/negatives/miners/{backbone}/{miner}/{lang}.jsonl"
+
+
+def fused_run(ensemble, lang):
+    return f"results/stage1/fused/{ensemble}/{lang}.trec"
+
+
+def verdict_file(ensemble, judge, reference, lang, chunk, nchunks):
+    return f"results/stage1/verdicts/{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}.jsonl"
+
+
+def pool_file(ensemble, judge, reference, keep, lang):
+    return f"results/stage1/pool/{ensemble}/{judge}/{reference}/keep-{keep}/{lang}.jsonl"
+
+
+def judge_stats_file(ensemble, judge, reference, lang):
+    return f"results/stage1/stats/{ensemble}/{judge}/{reference}/{lang}.json"
+
+
+def model_dir(backbone, variant):
+    """A fine-tuned checkpoint (Hugging Face layout)."""
+    return f"results/models/{backbone}/{variant}"
+
+
+def model_weights(directory):
+    """The weights file of a model directory this workflow builds: the file rules track for the model."""
+    return f"{directory}/model.safetensors"
+
+
+def train_state_dir(backbone, variant):
+    """Resumable training state, outside the declared output (which Snakemake deletes before a job starts)."""
+    return f"results/state/train/{backbone}/{variant}"
+
+
+def table_file(name, ext):
+    return f"results/tables/{name}.{ext}"
+
+
+def tiny_model_dir(name):
+    return f"results/models/tiny/{name}"
+
+
+def truth_file(lang):
+    """Synthetic benchmark only, analysis only: every relevant train document, planted ones included."""
+    return f"{RAW}/synthetic-truth/{lang}.train.complete-qrels.tsv"
+
+
+def doc_topics_file(lang):
+    return f"{RAW}/synthetic-truth/{lang}.doc-topics.tsv"
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
 def get_raw_inputs(wildcards):
     lang = wildcards.lang
     return {
@@ -154,13 +273,13 @@ def get_raw_inputs(wildcards):
     }
 
 
-def data(lang, name):
-    return f"results/data/{lang}/{name}"
-
-
 def num_shards(lang):
     shards = config["corpus_shards"]
     return int(shards.get(lang, shards["default"]))
+
+
+def all_corpora():
+    return [data(lang, "corpus.jsonl") for lang in LANGS]
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -170,7 +289,7 @@ def model_path(backbone, variant):
     """Where the encoder of (backbone, variant) is: the base model for zero-shot, else our checkpoint."""
     if variant == "zeroshot":
         return config["backbones"][backbone]["model"]
-    return f"results/models/{backbone}/{variant}"
+    return model_dir(backbone, variant)
 
 
 def model_inputs(backbone, variant):
@@ -178,13 +297,16 @@ def model_inputs(backbone, variant):
     path is loaded as it is (offline) and is not tracked."""
     path = model_path(backbone, variant)
     if path.startswith("results/models/"):
-        return [f"{path}/model.safetensors"]
+        return [model_weights(path)]
     return []
 
 
 def get_model_inputs(wildcards):
-    backbone = getattr(wildcards, "backbone", None) or getattr(wildcards, "dense", None) or wildcards.retriever
-    return model_inputs(backbone, getattr(wildcards, "variant", "zeroshot"))
+    return model_inputs(wildcards.backbone, getattr(wildcards, "variant", "zeroshot"))
+
+
+def get_model_path(wildcards):
+    return shlex.quote(model_path(wildcards.backbone, getattr(wildcards, "variant", "zeroshot")))
 
 
 def encoder_settings(backbone):
@@ -193,13 +315,13 @@ def encoder_settings(backbone):
 
 
 def encoder_flags(settings):
-    """CLI flags of boostmdr's encoder settings (the same for encode, search, train)."""
+    """CLI flags of boostmdr's encoder settings (the same for encode, search, train), shell-quoted."""
     return " ".join(
         [
-            f"--pooling {settings['pooling']}",
+            f"--pooling {shlex.quote(settings['pooling'])}",
             "--normalize" if settings["normalize"] else "--no-normalize",
-            f"--query-prefix={settings['query_prefix']!r}",
-            f"--passage-prefix={settings['passage_prefix']!r}",
+            f"--query-prefix={shlex.quote(settings['query_prefix'])}",
+            f"--passage-prefix={shlex.quote(settings['passage_prefix'])}",
             f"--q-max-len {settings['q_max_len']}",
             f"--p-max-len {settings['p_max_len']}",
         ]
@@ -207,30 +329,37 @@ def encoder_flags(settings):
 
 
 def get_encoder_flags(wildcards):
-    backbone = getattr(wildcards, "backbone", None) or getattr(wildcards, "dense", None) or wildcards.retriever
-    return encoder_flags(encoder_settings(backbone))
-
-
-def get_model_path(wildcards):
-    backbone = getattr(wildcards, "backbone", None) or getattr(wildcards, "dense", None) or wildcards.retriever
-    return model_path(backbone, getattr(wildcards, "variant", "zeroshot"))
+    return encoder_flags(encoder_settings(wildcards.backbone))
 
 
 def shard_files(backbone, variant, lang):
     n = num_shards(lang)
-    return [f"results/index/{backbone}/{variant}/{lang}/shard-{i}-of-{n}.npz" for i in range(n)]
+    return [shard_file(backbone, variant, lang, i, n) for i in range(n)]
 
 
 def get_shard_files(wildcards):
-    backbone = getattr(wildcards, "backbone", None) or getattr(wildcards, "dense", None) or wildcards.retriever
-    return shard_files(backbone, getattr(wildcards, "variant", "zeroshot"), wildcards.lang)
+    return shard_files(wildcards.backbone, getattr(wildcards, "variant", "zeroshot"), wildcards.lang)
 
 
 def bm25_analyzer(lang):
     return config["bm25"]["analyzer"].get(lang, lang)
 
 
-# -------------------------------------------------------------------------------------------- LLMs
+# -------------------------------------------------------------------------------------------- miners
+
+
+def get_miner_flags(wildcards):
+    spec = config["miners"][wildcards.miner]
+    flags = {
+        "shifted_topk": f"--shift {spec['shift']}",
+        "topk_abs": f"--max-score {spec['max_score']}",
+        "topk_margin_pos": f"--margin {spec['margin']}",
+        "topk_perc_pos": f"--percentage {spec['percentage']}",
+    }
+    return flags.get(spec["method"], "")
+
+
+# ---------------------------------------------------------------------------------------------- LLMs
 
 # The options of boostmdr.llm.options, split by whether they can change what the LLM writes. Each is a key of a
 # judge's config entry with the same name (max_model_len <-> --max-model-len).
@@ -263,11 +392,90 @@ def llm_run_flags(spec):
     return _llm_flags(spec, LLM_RUN_OPTIONS[spec["backend"]])
 
 
+# -------------------------------------------------------------------------------------------- stage 1
+
+
+def get_fusion_runs(wildcards):
+    return [candidate_run(m, wildcards.lang) for m in config["ensembles"][wildcards.ensemble]["members"]]
+
+
+def get_fusion_params(wildcards):
+    spec = config["ensembles"][wildcards.ensemble]
+    return {"method": spec["fusion"], "rrf_k": spec["rrf_k"], "depth": spec["depth"]}
+
+
+def judge_spec(name):
+    return config["judges"][name]
+
+
+def get_judge_model_inputs(wildcards):
+    model = judge_spec(wildcards.judge)["model"]
+    return [model_weights(model)] if model.startswith("results/models/") else []
+
+
+def get_judge_params(wildcards):
+    """Everything that determines a verdict (the verdict cache is keyed on the same things)."""
+    spec = judge_spec(wildcards.judge)
+    return {
+        "llm": llm_result_flags(spec),
+        "samples": ",".join(f"{p}:{t}" for p, t in spec["samples"]),
+        "max_new_tokens": spec["max_new_tokens"],
+        "max_passage_words": f"--max-passage-words {spec['max_passage_words']}" if spec["max_passage_words"] else "",
+        "retries": spec["retries"],
+        "seed": spec["seed"],
+    }
+
+
+def get_judge_backend_flags(wildcards):
+    """Backend options that do not change verdicts (where the model runs, how many requests at once)."""
+    return llm_run_flags(judge_spec(wildcards.judge))
+
+
+def verdict_files(ensemble, judge, reference, lang):
+    n = judge_spec(judge)["chunks"]
+    return [verdict_file(ensemble, judge, reference, lang, i, n) for i in range(n)]
+
+
+def get_pool_verdicts(wildcards):
+    if wildcards.judge == "none":
+        return []
+    return verdict_files(wildcards.ensemble, wildcards.judge, wildcards.reference, wildcards.lang)
+
+
+def get_pool_flags(wildcards):
+    if wildcards.judge == "none":
+        return "--no-judge"
+    return f"--keep {wildcards.keep.replace('-', ',')}"
+
+
+def get_stats_verdicts(wildcards):
+    return verdict_files(wildcards.ensemble, wildcards.judge, wildcards.reference, wildcards.lang)
+
+
+def get_truth(wildcards):
+    return [truth_file(wildcards.lang)] if SYNTHETIC else []
+
+
+def get_truth_flag(wildcards, input):
+    return f"--truth {input.truth}" if input.truth else ""
+
+
+def main_stage1():
+    """The stage-1 configuration of the full method (variant 'full'): the one Table 8 describes."""
+    neg = VARIANTS["full"]["negatives"]
+    return neg["ensemble"], neg["judge"], neg["reference"]
+
+
+def get_stage1_stats_inputs(wildcards):
+    ensemble, judge, reference = main_stage1()
+    return [judge_stats_file(ensemble, judge, reference, lang) for lang in LANGS]
+
+
+def get_stage1_subtitle(wildcards):
+    return f"stage-1 configuration {'/'.join(main_stage1())}"
+
+
 # -------------------------------------------------------------------------------------------- variants
-
-
-def variant(name):
-    return VARIANTS[name]
 
 
 def variant_stages(name):
@@ -304,23 +512,58 @@ def keep_tag(keep):
     return "-".join(str(k) for k in sorted(keep))
 
 
-def stage1_pool(neg, lang):
-    judge = neg["judge"] or "none"
-    return f"results/stage1/pool/{neg['ensemble']}/{judge}/{neg['reference']}/keep-{keep_tag(neg['keep_verdicts'])}/{lang}.jsonl"
-
-
 def negatives_file(variant_name, lang):
     """The negatives file a variant trains on, for one language. Its path holds only the settings that change
     it, so variants that share them share the file."""
     neg = VARIANTS[variant_name]["negatives"]
     if neg["method"] == "miner":
-        return f"results/negatives/miners/{config['mining']['retriever']}/{neg['miner']}/{lang}.jsonl"
+        return miner_negatives(config["mining"]["retriever"], neg["miner"], lang)
     if neg["method"] == "stage1":
-        return stage1_pool(neg, lang)
+        judge = neg["judge"] or "none"
+        return pool_file(neg["ensemble"], judge, neg["reference"], keep_tag(neg["keep_verdicts"]), lang)
     raise ConfigError(f"variants.{variant_name}: negatives.method 'ours' needs stage 2, which is not built yet")
 
 
-# --------------------------------------------------------------------------------------------- targets
+# -------------------------------------------------------------------------------------------- training
+
+
+def get_train_inputs(wildcards):
+    return {
+        "negatives": [negatives_file(wildcards.variant, lang) for lang in LANGS],
+        "corpora": all_corpora(),
+        "model": model_inputs(wildcards.backbone, "zeroshot"),
+    }
+
+
+def get_train_params(wildcards):
+    """Everything that changes the trained weights (so Snakemake reruns training when any of it changes)."""
+    spec = config["backbones"][wildcards.backbone]
+    t = config["training"]
+    return {
+        "lr": spec["learning_rate"],
+        "epochs": spec["epochs"],
+        "batch_size": t["batch_size"],
+        "group_size": t["group_size"],
+        "similarity": "cos" if spec["normalize"] else "dot",
+        "temperature": t["temperature"] if spec["normalize"] else t["dot_temperature"],
+        "warmup_ratio": t["warmup_ratio"],
+        "seed": t["seed"],
+        "batching": VARIANTS[wildcards.variant]["batching"],
+    }
+
+
+def get_base_model(wildcards):
+    return shlex.quote(model_path(wildcards.backbone, "zeroshot"))
+
+
+def get_corpus_flags(wildcards):
+    return " ".join(f"{lang}={data(lang, 'corpus.jsonl')}" for lang in LANGS)
+
+
+PRECISION_FLAGS = {"no": "", "fp16": "--fp16", "bf16": "--bf16"}
+
+
+# ------------------------------------------------------------------------------------- tables, targets
 
 
 def table_rows(table):
@@ -338,14 +581,10 @@ def table_rows(table):
                 "backbone": backbone,
                 "variant": var,
                 "group": config["backbones"][row["group"]]["label"] if row.get("group") else None,
-                "pending": ("not yet built: " + ", ".join(STAGE_NAMES[s] for s in missing)) if missing else None,
+                "pending": f"not yet built: {', '.join(STAGE_NAMES[s] for s in missing)}" if missing else None,
             }
         )
     return rows
-
-
-def eval_file(backbone, variant_name, lang):
-    return f"results/eval/{backbone}/{variant_name}/{lang}.json"
 
 
 def get_table_inputs(wildcards):
@@ -357,23 +596,47 @@ def get_table_inputs(wildcards):
     ]
 
 
-def get_table_params(wildcards):
-    return {
-        "title": config["tables"][wildcards.table]["title"],
-        "metric": config["tables"][wildcards.table]["metric"],
-        "languages": LANGS,
-        "rows": table_rows(wildcards.table),
-    }
+def get_table_title(wildcards):
+    return config["tables"][wildcards.table]["title"]
+
+
+def get_table_metric(wildcards):
+    return config["tables"][wildcards.table]["metric"]
+
+
+def get_table_rows(wildcards):
+    return table_rows(wildcards.table)
+
+
+def get_benchmark_files(wildcards):
+    """The benchmark files of every job that has run so far (the cost table reports what was spent)."""
+    import glob
+
+    return sorted(glob.glob("results/benchmarks/**/*.tsv", recursive=True))
+
+
+def get_benchmark_patterns(wildcards):
+    """Each rule's benchmark pattern: the cost table attributes a benchmark file to its rule and wildcards."""
+    return {r.name: str(r.benchmark) for r in workflow.rules if r.benchmark is not None}
+
+
+def get_rule_stages(wildcards):
+    """Each rule's stage: the rules file it is defined in (rules/stage1.smk -> stage1)."""
+    return {r.name: os.path.splitext(os.path.basename(str(r.snakefile)))[0] for r in workflow.rules}
+
+
+def get_gpu_rules(wildcards):
+    return {r.name: res(r.name, "gpu") for r in workflow.rules if res(r.name, "gpu") > 0}
 
 
 def get_stage1_targets():
     if "stage1" not in BUILT_STAGES:
         return []
-    return ["results/tables/elimination.md"] + (["results/tables/judge_quality.md"] if SYNTHETIC else [])
+    return [table_file("elimination", "md")] + ([table_file("judge_quality", "md")] if SYNTHETIC else [])
 
 
 def get_final_targets():
-    return [f"results/tables/{t}.md" for t in config["tables"]] + get_stage1_targets()
+    return [table_file(t, "md") for t in config["tables"]] + get_stage1_targets()
 
 
 _check_config()

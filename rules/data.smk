@@ -12,12 +12,15 @@ rule prepare:
         eval_topics=data("{lang}", "dev.topics.tsv"),
         eval_qrels=data("{lang}", "dev.qrels.tsv"),
     params:
-        raw=RAW,
-        split=EVAL_SPLIT,
+        raw=lambda wc: shlex.quote(RAW),
+        split=shlex.quote(EVAL_SPLIT),
+        out=lambda wc, output: os.path.dirname(output.corpus),
     log:
-        "results/logs/prepare/{lang}.log",
+        log_file("prepare", "{lang}"),
     benchmark:
-        "results/benchmarks/prepare/{lang}.tsv"
+        benchmark_file("prepare", "{lang}")
+    conda:
+        conda_env("cpu")
     shell:
         "python -m boostmdr.miracl prepare --raw-dir {params.raw} --lang {wildcards.lang}"
-        " --eval-split {params.split} --out-dir results/data/{wildcards.lang} --log {log}"
+        " --eval-split {params.split} --out-dir {params.out} --log {log}"

@@ -1,16 +1,19 @@
-# Evaluation with trec_eval's semantics (-c; nDCG@10 and Recall@100, every query kept) and the results tables.
+# Evaluation with trec_eval's semantics (-c; nDCG@10 and Recall@100, every query kept), the results tables, and the
+# compute-cost tables.
 
 
 rule evaluate:
     input:
-        run="results/runs/{backbone}/{variant}/{lang}.trec",
+        run=run_file("{backbone}", "{variant}", "{lang}"),
         qrels=data("{lang}", "dev.qrels.tsv"),
     output:
-        "results/eval/{backbone}/{variant}/{lang}.json",
+        eval_file("{backbone}", "{variant}", "{lang}"),
     log:
-        "results/logs/evaluate/{backbone}/{variant}/{lang}.log",
+        log_file("evaluate", "{backbone}/{variant}/{lang}"),
     benchmark:
-        "results/benchmarks/evaluate/{backbone}/{variant}/{lang}.tsv"
+        benchmark_file("evaluate", "{backbone}/{variant}/{lang}")
+    conda:
+        conda_env("cpu")
     shell:
         "python -m boostmdr.evaluate --qrels {input.qrels} --run {input.run} --out {output} --log {log}"
 
@@ -19,40 +22,21 @@ rule table:
     input:
         get_table_inputs,
     output:
-        md="results/tables/{table}.md",
-        csv="results/tables/{table}.csv",
-        tex="results/tables/{table}.tex",
+        md=table_file("{table}", "md"),
+        csv=table_file("{table}", "csv"),
+        tex=table_file("{table}", "tex"),
     params:
-        title=lambda wc: get_table_params(wc)["title"],
-        metric=lambda wc: get_table_params(wc)["metric"],
+        title=get_table_title,
+        metric=get_table_metric,
         languages=LANGS,
-        rows=lambda wc: get_table_params(wc)["rows"],
+        rows=get_table_rows,
     log:
-        "results/logs/table/{table}.log",
+        log_file("table", "{table}"),
     localrule: True
+    conda:
+        conda_env("cpu")
     script:
         "../scripts/make_table.py"
-
-
-def get_benchmark_files(wildcards):
-    """The benchmark files of every job that has run so far (the cost table reports what was spent)."""
-    import glob
-
-    return sorted(glob.glob("results/benchmarks/**/*.tsv", recursive=True))
-
-
-def benchmark_patterns():
-    """Each rule's benchmark pattern: the cost table attributes a benchmark file to its rule and wildcards."""
-    return {r.name: str(r.benchmark) for r in workflow.rules if r.benchmark is not None}
-
-
-def rule_stages():
-    """Each rule's stage: the rules file it is defined in (rules/stage1.smk -> stage1)."""
-    return {r.name: os.path.splitext(os.path.basename(str(r.snakefile)))[0] for r in workflow.rules}
-
-
-def gpu_rules():
-    return {r.name: res(r.name, "gpu") for r in workflow.rules if res(r.name, "gpu") > 0}
 
 
 rule cost_table:
@@ -61,13 +45,15 @@ rule cost_table:
     input:
         get_benchmark_files,
     output:
-        "results/tables/cost.md",
+        table_file("cost", "md"),
     params:
-        patterns=lambda wc: benchmark_patterns(),
-        stages=lambda wc: rule_stages(),
-        gpu_rules=lambda wc: gpu_rules(),
+        patterns=get_benchmark_patterns,
+        stages=get_rule_stages,
+        gpu_rules=get_gpu_rules,
     log:
-        "results/logs/cost_table/cost.log",
+        log_file("cost_table", "cost"),
     localrule: True
+    conda:
+        conda_env("cpu")
     script:
         "../scripts/cost_table.py"

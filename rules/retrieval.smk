@@ -1,22 +1,25 @@
 # Retrieval: BM25 through Pyserini's Lucene; dense retrieval as sharded corpus encoding (temporary embeddings),
-# exact faiss inner-product search per shard and a merge of the shards' top-k lists.
+# exact faiss inner-product search per shard and a merge of the shards' top-k lists. The same rules rank the
+# training queries of every backbone (zero-shot), as candidates for the miners and for stage 1.
 
 
 rule bm25_index:
     input:
         data("{lang}", "corpus.jsonl"),
     output:
-        directory("results/index/bm25/{lang}"),
+        directory(bm25_index_dir("{lang}")),
     params:
-        analyzer=lambda wc: bm25_analyzer(wc.lang),
+        analyzer=lambda wc: shlex.quote(bm25_analyzer(wc.lang)),
     threads: get_threads("bm25_index")
     resources:
         mem_mb=res("bm25_index", "mem_mb"),
         runtime=res("bm25_index", "runtime"),
     log:
-        "results/logs/bm25_index/{lang}.log",
+        log_file("bm25_index", "{lang}"),
     benchmark:
-        "results/benchmarks/bm25_index/{lang}.tsv"
+        benchmark_file("bm25_index", "{lang}")
+    conda:
+        conda_env("cpu")
     shell:
         "python -m boostmdr.bm25 index --corpus {input} --language {params.analyzer} --index {output}"
         " --threads {threads} --log {log}"
@@ -24,12 +27,12 @@ rule bm25_index:
 
 rule bm25_search:
     input:
-        index="results/index/bm25/{lang}",
+        index=bm25_index_dir("{lang}"),
         topics=data("{lang}", "dev.topics.tsv"),
     output:
-        "results/runs/bm25/zeroshot/{lang}.trec",
+        run_file("bm25", "zeroshot", "{lang}"),
     params:
-        analyzer=lambda wc: bm25_analyzer(wc.lang),
+        analyzer=lambda wc: shlex.quote(bm25_analyzer(wc.lang)),
         k1=config["bm25"]["k1"],
         b=config["bm25"]["b"],
         depth=config["retrieval"]["depth"],
@@ -38,9 +41,11 @@ rule bm25_search:
         mem_mb=res("bm25_search", "mem_mb"),
         runtime=res("bm25_search", "runtime"),
     log:
-        "results/logs/bm25_search/{lang}.log",
+        log_file("bm25_search", "{lang}"),
     benchmark:
-        "results/benchmarks/bm25_search/{lang}.tsv"
+        benchmark_file("bm25_search", "{lang}")
+    conda:
+        conda_env("cpu")
     shell:
         "python -m boostmdr.bm25 search --index {input.index} --topics {input.topics} --language {params.analyzer}"
         " --k1 {params.k1} --b {params.b} --depth {params.depth} --tag bm25 --out {output}"
@@ -49,19 +54,19 @@ rule bm25_search:
 
 use rule bm25_search as candidates_bm25 with:
     input:
-        index="results/index/bm25/{lang}",
+        index=bm25_index_dir("{lang}"),
         topics=data("{lang}", "train.topics.tsv"),
     output:
-        "results/candidates/bm25/{lang}.trec",
+        candidate_run("bm25", "{lang}"),
     params:
-        analyzer=lambda wc: bm25_analyzer(wc.lang),
+        analyzer=lambda wc: shlex.quote(bm25_analyzer(wc.lang)),
         k1=config["bm25"]["k1"],
         b=config["bm25"]["b"],
         depth=config["candidates"]["depth"],
     log:
-        "results/logs/candidates_bm25/{lang}.log",
+        log_file("candidates_bm25", "{lang}"),
     benchmark:
-        "results/benchmarks/candidates_bm25/{lang}.tsv"
+        benchmark_file("candidates_bm25", "{lang}")
 
 
 rule encode_corpus:
@@ -70,7 +75,9 @@ rule encode_corpus:
         stats=data("{lang}", "stats.json"),
         model=get_model_inputs,
     output:
-        temp("results/index/{dense}/{variant}/{lang}/shard-{shard}-of-{nshards}.npz"),
+        temp(shard_file("{backbone}", "{variant}", "{lang}", "{shard}", "{nshards}")),
+    wildcard_constraints:
+        backbone=DENSE_ALT,
     params:
         model=get_model_path,
         encoder=get_encoder_flags,
@@ -81,9 +88,11 @@ rule encode_corpus:
         runtime=res("encode_corpus", "runtime"),
         gpu=res("encode_corpus", "gpu"),
     log:
-        "results/logs/encode_corpus/{dense}/{variant}/{lang}/shard-{shard}-of-{nshards}.log",
+        log_file("encode_corpus", "{backbone}/{variant}/{lang}/shard-{shard}-of-{nshards}"),
     benchmark:
-        "results/benchmarks/encode_corpus/{dense}/{variant}/{lang}/shard-{shard}-of-{nshards}.tsv"
+        benchmark_file("encode_corpus", "{backbone}/{variant}/{lang}/shard-{shard}-of-{nshards}")
+    conda:
+        conda_env("gpu")
     shell:
         "python -m boostmdr.encode --model {params.model} {params.encoder} --corpus {input.corpus}"
         " --stats {input.stats} --shard {wildcards.shard} --num-shards {wildcards.nshards}"
@@ -96,7 +105,9 @@ rule search_dense:
         topics=data("{lang}", "dev.topics.tsv"),
         model=get_model_inputs,
     output:
-        "results/runs/{dense}/{variant}/{lang}.trec",
+        run_file("{backbone}", "{variant}", "{lang}"),
+    wildcard_constraints:
+        backbone=DENSE_ALT,
     params:
         model=get_model_path,
         encoder=get_encoder_flags,
@@ -108,34 +119,30 @@ rule search_dense:
         runtime=res("search_dense", "runtime"),
         gpu=res("search_dense", "gpu"),
     log:
-        "results/logs/search_dense/{dense}/{variant}/{lang}.log",
+        log_file("search_dense", "{backbone}/{variant}/{lang}"),
     benchmark:
-        "results/benchmarks/search_dense/{dense}/{variant}/{lang}.tsv"
+        benchmark_file("search_dense", "{backbone}/{variant}/{lang}")
+    conda:
+        conda_env("gpu")
     shell:
         "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
         " --shards {input.shards} --depth {params.depth} --batch-size {params.batch_size}"
-        " --tag {wildcards.dense}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
-
-
-def get_candidate_shards(wildcards):
-    return shard_files(wildcards.dense, "zeroshot", wildcards.lang)
-
-
-def get_candidate_model(wildcards):
-    return model_inputs(wildcards.dense, "zeroshot")
+        " --tag {wildcards.backbone}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
 
 
 rule candidates_dense:
     input:
-        shards=get_candidate_shards,
+        shards=get_shard_files,
         topics=data("{lang}", "train.topics.tsv"),
         train=data("{lang}", "train.jsonl"),
-        model=get_candidate_model,
+        model=get_model_inputs,
     output:
-        run="results/candidates/{dense}/{lang}.trec",
-        positives="results/candidates/{dense}/{lang}.positives.tsv",
+        run=candidate_run("{backbone}", "{lang}"),
+        positives=positive_scores_file("{backbone}", "{lang}"),
+    wildcard_constraints:
+        backbone=DENSE_ALT,
     params:
-        model=lambda wc: model_path(wc.dense, "zeroshot"),
+        model=get_model_path,
         encoder=get_encoder_flags,
         depth=config["candidates"]["depth"],
         batch_size=config["retrieval"]["batch_size"],
@@ -145,11 +152,13 @@ rule candidates_dense:
         runtime=res("candidates_dense", "runtime"),
         gpu=res("candidates_dense", "gpu"),
     log:
-        "results/logs/candidates_dense/{dense}/{lang}.log",
+        log_file("candidates_dense", "{backbone}/{lang}"),
     benchmark:
-        "results/benchmarks/candidates_dense/{dense}/{lang}.tsv"
+        benchmark_file("candidates_dense", "{backbone}/{lang}")
+    conda:
+        conda_env("gpu")
     shell:
         "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
         " --shards {input.shards} --depth {params.depth} --batch-size {params.batch_size}"
         " --positives {input.train} --positive-scores-out {output.positives}"
-        " --tag {wildcards.dense}.candidates --out {output.run} --threads {threads} --log {log}"
+        " --tag {wildcards.backbone}.candidates --out {output.run} --threads {threads} --log {log}"
