@@ -219,6 +219,12 @@ def verdict_file(ensemble, judge, reference, lang, chunk, nchunks):
     return f"results/stage1/verdicts/{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}.jsonl"
 
 
+def judge_cache_file(ensemble, judge, reference, lang, chunk, nchunks):
+    """The generation cache a judge job alone writes; it reads every file in the same directory (one judge, one
+    language), so reruns reuse every verdict made by any job, whatever the candidate depth, fusion or chunking."""
+    return f"results/cache/judge/{judge}/{lang}/{ensemble}.{reference}.chunk-{chunk}-of-{nchunks}.jsonl"
+
+
 def pool_file(ensemble, judge, reference, keep, lang):
     return f"results/stage1/pool/{ensemble}/{judge}/{reference}/keep-{keep}/{lang}.jsonl"
 
@@ -429,6 +435,11 @@ def get_judge_params(wildcards):
 def get_judge_backend_flags(wildcards):
     """Backend options that do not change verdicts (where the model runs, how many requests at once)."""
     return llm_run_flags(judge_spec(wildcards.judge))
+
+
+def get_judge_cache(wildcards):
+    w = wildcards
+    return judge_cache_file(w.ensemble, w.judge, w.reference, w.lang, w.chunk, w.nchunks)
 
 
 def verdict_files(ensemble, judge, reference, lang):

@@ -34,6 +34,7 @@ rule judge:
     params:
         judge=get_judge_params,
         backend_flags=get_judge_backend_flags,
+        cache=get_judge_cache,
     threads: get_threads("judge")
     resources:
         mem_mb=res("judge", "mem_mb"),
@@ -51,7 +52,7 @@ rule judge:
         " {params.judge[llm]} {params.backend_flags}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
-        " --cache results/cache/judge-{wildcards.judge}.sqlite --out {output} --threads {threads} --log {log}"
+        " --cache {params.cache} --out {output} --threads {threads} --log {log}"
 
 
 rule pool:

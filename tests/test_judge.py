@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -250,7 +249,7 @@ def test_verdicts_record_every_sample_and_the_provenance(toy, backend, tmp_path)
     data, _ = toy
     counts = run_verdicts(
         data["candidates"], data["train"], data["corpus"], "xx", backend, load_judge_template(PROMPT), SETTINGS,
-        tmp_path / "v.jsonl", cache_path=tmp_path / "c.sqlite",
+        tmp_path / "v.jsonl", cache_path=tmp_path / "c.jsonl",
     )
     recs = [r for _, r in read_jsonl(tmp_path / "v.jsonl")]
     assert len(recs) == 6 * 4
@@ -278,7 +277,7 @@ def test_verdicts_record_every_sample_and_the_provenance(toy, backend, tmp_path)
 def test_cache_hits_same_inputs_and_misses_changed_settings(toy, backend, tmp_path):
     data, _ = toy
     template = load_judge_template(PROMPT)
-    cache = tmp_path / "c.sqlite"
+    cache = tmp_path / "cache" / "c.jsonl"
     args = (data["candidates"], data["train"], data["corpus"], "xx", backend)
     first = run_verdicts(*args, template, SETTINGS, tmp_path / "a.jsonl", cache_path=cache)
     assert first["cached"] == 0 and first["generated"] > 0
@@ -325,16 +324,21 @@ def _judge_cmd(data, model, out, cache, chunk=0, num_chunks=1, log=None):
     return cmd
 
 
-def _rows(cache: Path) -> int:
+def _keys(cache: Path) -> list[str]:
+    """The keys of the complete lines of one job's cache file."""
     if not cache.exists():
-        return 0
-    con = sqlite3.connect(cache, timeout=30)
-    try:
-        return con.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-    except sqlite3.OperationalError:  # table not created yet
-        return 0
-    finally:
-        con.close()
+        return []
+    keys = []
+    for line in cache.read_bytes().splitlines():
+        try:
+            keys.append(json.loads(line)["key"])
+        except ValueError:
+            pass
+    return keys
+
+
+def _rows(cache: Path) -> int:
+    return len(_keys(cache))
 
 
 @pytest.mark.slow
@@ -342,7 +346,7 @@ def test_killed_judge_resumes_without_losing_finished_work(tmp_path_factory):
     root = tmp_path_factory.mktemp("judge-kill")
     data = write_toy_data(root / "data", n_queries=12, n_candidates=6, seed=3)
     model = random_tiny_lm(root)
-    cache, out = root / "cache.sqlite", root / "verdicts.jsonl"
+    cache, out = root / "cache" / "job.jsonl", root / "verdicts.jsonl"
     proc = subprocess.Popen(_judge_cmd(data, model, out, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
@@ -355,9 +359,7 @@ def test_killed_judge_resumes_without_losing_finished_work(tmp_path_factory):
         proc.wait()
     assert not out.exists()  # no complete-looking verdict file from a killed judge
     before = _rows(cache)
-    con = sqlite3.connect(cache)
-    keys_before = {k for (k,) in con.execute("SELECT key FROM generations")}
-    con.close()
+    keys_before = set(_keys(cache))
 
     subprocess.run(_judge_cmd(data, model, out, cache), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     attempts = _attempts(out)
@@ -366,32 +368,45 @@ def test_killed_judge_resumes_without_losing_finished_work(tmp_path_factory):
     # every generation finished before the kill is served from the cache, none is made again
     assert reused >= before > 0
     assert _rows(cache) == before + generated
-    con = sqlite3.connect(cache)
-    assert keys_before <= {k for (k,) in con.execute("SELECT key FROM generations")}
-    con.close()
+    assert keys_before <= set(_keys(cache))
     assert len([1 for _ in read_jsonl(out)]) == 12 * 6
 
 
 @pytest.mark.slow
-def test_two_judges_share_one_cache_file(tmp_path_factory):
+def test_judge_jobs_write_their_own_cache_files_and_reuse_each_others(tmp_path_factory):
     root = tmp_path_factory.mktemp("judge-two")
     data = write_toy_data(root / "data", n_queries=8, n_candidates=4, seed=4)
     model = random_tiny_lm(root)
-    cache = root / "shared.sqlite"
+    cache = root / "cache"
     procs = [
-        subprocess.Popen(_judge_cmd(data, model, root / f"v{i}.jsonl", cache, i, 2, root / f"{i}.log"))
+        subprocess.Popen(_judge_cmd(data, model, root / f"v{i}.jsonl", cache / f"chunk-{i}-of-2.jsonl", i, 2, root / f"{i}.log"))
         for i in range(2)
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     generated = [sum(not a["cached"] for a in _attempts(root / f"v{i}.jsonl")) for i in range(2)]
     assert all(g > 0 for g in generated)
-    assert _rows(cache) == sum(generated)
+    assert [_rows(cache / f"chunk-{i}-of-2.jsonl") for i in range(2)] == generated  # each job wrote only its own
     qids = [{r["qid"] for _, r in read_jsonl(root / f"v{i}.jsonl")} for i in range(2)]
     assert qids[0].isdisjoint(qids[1]) and len(qids[0] | qids[1]) == 8
-    # both chunks again, in parallel: everything from the cache
-    procs = [subprocess.Popen(_judge_cmd(data, model, root / f"w{i}.jsonl", cache, i, 2)) for i in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    assert all(a["cached"] for i in range(2) for a in _attempts(root / f"w{i}.jsonl"))
+    # the same queries in one chunk (another chunking), as a third job: everything from the two files beside it
+    subprocess.run(_judge_cmd(data, model, root / "w.jsonl", cache / "chunk-0-of-1.jsonl", 0, 1), check=True)
+    assert all(a["cached"] for a in _attempts(root / "w.jsonl"))
+    assert _rows(cache / "chunk-0-of-1.jsonl") == 0
+
+
+def test_a_line_cut_short_by_a_kill_is_skipped_and_the_next_record_starts_a_new_line(tmp_path):
+    cache = GenerationCache(tmp_path / "job.jsonl")
+    cache.put_many([("k1", "one", 3, 1, "transformers", "m")])
+    cache.close()
+    with open(tmp_path / "job.jsonl", "ab") as fh:
+        fh.write(b'{"key": "k2", "text": "tw')  # killed mid-write
+    (tmp_path / "other.jsonl").write_text('{"key": "k3", "text": "three"}\n')
+    reopened = GenerationCache(tmp_path / "job.jsonl")
+    assert reopened.get_many(["k1", "k2", "k3"]) == {"k1": "one", "k3": "three"}
+    assert reopened.skipped_lines == 1 and reopened.files_read == 2
+    reopened.put_many([("k2", "two", 3, 1, "transformers", "m")])
+    reopened.close()
+    assert GenerationCache(tmp_path / "job.jsonl").get_many(["k1", "k2"]) == {"k1": "one", "k2": "two"}
 
 
 def test_cli_rejects_a_chunk_out_of_range(toy, tmp_path):
@@ -399,7 +414,7 @@ def test_cli_rejects_a_chunk_out_of_range(toy, tmp_path):
 
     data, model = toy
     with pytest.raises(SystemExit) as exc:
-        main(_judge_cmd(data, model, tmp_path / "v.jsonl", tmp_path / "c.sqlite", chunk=2, num_chunks=2)[3:])
+        main(_judge_cmd(data, model, tmp_path / "v.jsonl", tmp_path / "c.jsonl", chunk=2, num_chunks=2)[3:])
     assert exc.value.code == 2
 
 

@@ -49,7 +49,7 @@ def test_a_parsed_sample_is_not_retried(backend):
 
 def test_a_rerun_takes_every_sample_from_the_cache_with_the_same_texts(backend, tmp_path):
     settings = RunnerSettings(max_new_tokens=5, retries=0, seed=1, namespace="test")
-    cache = GenerationCache(tmp_path / "cache.sqlite")
+    cache = GenerationCache(tmp_path / "cache.jsonl")
     first, second = _items(), _items()
     c1 = GenerationRunner(backend, settings, parse=str, cache=cache).run(first)
     c2 = GenerationRunner(backend, settings, parse=str, cache=cache).run(second)

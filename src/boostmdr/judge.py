@@ -33,7 +33,7 @@ CLI::
     python -m boostmdr.judge verdicts --candidates fused.trec --train train.jsonl --corpus corpus.jsonl \\
         --lang sw --chunk 0 --num-chunks 4 --backend transformers --model results/models/tiny-lm \\
         --prompt config/prompts/judge.txt --reference positive --samples 0.7:0.4,0.8:0.6,0.9:0.8,0.8:0.4 \\
-        --max-new-tokens 32 --retries 2 --seed 0 --cache results/cache/judge.sqlite --out verdicts.jsonl
+        --max-new-tokens 32 --retries 2 --seed 0 --cache results/cache/judge/llm/sw/chunk-0.jsonl --out verdicts.jsonl
     python -m boostmdr.judge pool --verdicts v0.jsonl v1.jsonl --candidates fused.trec --train train.jsonl \\
         --lang sw --keep 0 --source stage1:ensemble --out negatives.jsonl
     python -m boostmdr.judge stats --verdicts v0.jsonl v1.jsonl --lang sw --out stats.json \\
@@ -579,7 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--depth", type=int, default=None, help="judge only the top N candidates of each query")
     v.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts handed to the backend at once")
-    v.add_argument("--cache", default=None, help="SQLite generation cache (shared across runs and chunks)")
+    v.add_argument(
+        "--cache",
+        default=None,
+        help="this job's generation cache file (JSON lines); every *.jsonl beside it is read and reused, only this one is written",
+    )
     v.add_argument("--out", required=True)
     v.add_argument("--threads", type=int, default=None)
     v.add_argument("--log", default=None)

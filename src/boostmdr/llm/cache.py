@@ -4,7 +4,8 @@
 directory, see :func:`boostmdr.llm.base.local_model_fingerprint`), the rendered prompt (template text and
 every value in it, after any truncation), temperature, top-p, the maximum number of new tokens and the
 seed. A rerun (another candidate depth, another fusion, another chunking) therefore generates only what it
-has not seen, and any change that could change an output misses the cache.
+has not seen, and any change that could change an output misses the cache. :class:`GenerationCache` stores
+them, one file per job (see there).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,49 +24,86 @@ CACHE_KEY_VERSION = 1
 
 
 class GenerationCache:
-    """Raw generations in an SQLite file, keyed by :func:`cache_key`; safe for several processes on
-    one machine (WAL journal, busy timeout). Each :meth:`put_many` commits at once."""
+    """Generations kept as JSON lines, one file per job: a job appends to its own file only and reads the
+    files of every job beside it, so it reuses what any of them generated while no file ever has two writers.
 
-    def __init__(self, path: str | os.PathLike, busy_timeout_s: float = 120.0) -> None:
-        self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
-        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("%s: SQLite refused the WAL journal (got %s); concurrent judges will wait on locks", path, mode)
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS generations ("
-            " key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER, generated_tokens INTEGER,"
-            " backend TEXT, model TEXT, created REAL)"
-        )
+    Why one writer per file: a SLURM cluster's results directory is a network file system, on which SQLite's
+    locking cannot be trusted and two processes appending to one file can interleave. Here each judge (or
+    generator) job owns ``path``; its siblings (every ``*.jsonl`` in the same directory) are only read.
+
+    Each line is ``{"key", "text", "prompt_tokens", "generated_tokens", "backend", "model", "created"}``.
+    :meth:`put_many` appends and flushes to disk (``fsync``), so a job killed at any moment loses nothing
+    that finished; a line cut short by the kill, or a sibling's line still being written when it was read,
+    is not valid JSON and is skipped (the generation is simply made again). Reading needs no lock.
+
+    The files of one directory are read once, when the cache is opened: generations that a job running at
+    the same time adds later are not seen by this one (at worst, both make the same generation).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._texts: dict[str, str] = {}
+        self.skipped_lines = 0
+        self.files_read = 0
+        for sibling in sorted(self.path.parent.glob("*.jsonl")):
+            self._read(sibling)
+        self._fh = open(self.path, "a+b")
+        self._fh.seek(0, os.SEEK_END)
+        if self._fh.tell():  # a line cut short by a kill: start a new line so the next record stands alone
+            self._fh.seek(-1, os.SEEK_END)
+            if self._fh.read(1) != b"\n":
+                self._fh.write(b"\n")
+                self._fh.flush()
+        self._own = 0
+
+    def _read(self, path: Path) -> None:
+        try:
+            fh = open(path, "rb")
+        except FileNotFoundError:  # a sibling removed while we looked
+            return
+        skipped = 0
+        with fh:
+            self.files_read += 1
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                    key, text = rec["key"], rec["text"]
+                except (ValueError, KeyError, TypeError):
+                    skipped += line.strip() != b""
+                    continue
+                if isinstance(key, str) and isinstance(text, str):
+                    self._texts[key] = text
+        if skipped:
+            log.info("%s: skipped %d unreadable cache line(s) (cut short by a kill, or being written)", path, skipped)
+        self.skipped_lines += skipped
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        keys = list(dict.fromkeys(keys))
-        out: dict[str, str] = {}
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            rows = self.conn.execute(
-                f"SELECT key, text FROM generations WHERE key IN ({','.join('?' * len(part))})", part
-            ).fetchall()
-            out.update(rows)
-        return out
+        return {k: self._texts[k] for k in keys if k in self._texts}
 
     def put_many(self, rows: Sequence[tuple[str, str, int, int, str, str]]) -> None:
-        """Insert ``(key, text, prompt_tokens, generated_tokens, backend, model)`` rows in one transaction."""
+        """Append ``(key, text, prompt_tokens, generated_tokens, backend, model)`` rows and flush them to disk."""
         now = time.time()
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, now) for r in rows]
-            )
+        lines = []
+        for key, text, prompt_tokens, generated_tokens, backend, model in rows:
+            record = {
+                "key": key, "text": text, "prompt_tokens": prompt_tokens, "generated_tokens": generated_tokens,
+                "backend": backend, "model": model, "created": now,
+            }
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+            self._texts[key] = text
+        self._fh.write("".join(lines).encode("utf-8"))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._own += len(lines)
 
     def __len__(self) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+        """Distinct generations known to this cache (its own and its siblings')."""
+        return len(self._texts)
 
     def close(self) -> None:
-        self.conn.close()
+        if not self._fh.closed:
+            self._fh.close()
 
 
 def cache_key(
