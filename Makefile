@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast bench dryrun-paper lint clean
+.PHONY: install demo test test-fast bench gpu-check dryrun-paper lint clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	python -m benchmarks
+
+# The GPU check (README: "Before the paper's matrix"): runs from the source tree with whatever python has
+# torch and transformers; installs nothing and needs no venv. Not part of `make test` (CI has no GPU).
+GPU_CHECK_REPORT ?= results/gpu-check.json
+gpu-check:
+	env -u TOKENIZERS_PARALLELISM PYTHONPATH=src $(PYTHON) -m benchmarks.gpu --out $(GPU_CHECK_REPORT) $(GPU_CHECK_ARGS)
 
 dryrun-paper: $(STAMP)
 	pytest -q -s tests/test_workflow_dryrun.py
