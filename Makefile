@@ -5,13 +5,15 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= 2
+# The caller's PATH, before the project's environment goes first: `make gpu-check` must not pick the CPU venv.
+CALLER_PATH := $(PATH)
 # Rules run `python -m boostmdr...`: put the project's environment first on PATH for every recipe.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast bench dryrun-paper lint clean
+.PHONY: install demo test test-fast bench gpu-check dryrun-paper lint clean
 
 install: $(STAMP)
 
@@ -36,6 +38,15 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	python -m benchmarks
+
+# The GPU check (README: "Before the paper's matrix"): runs from the source tree with the caller's python3 (or
+# GPU_CHECK_PYTHON), which must have a CUDA build of torch and transformers; installs nothing, and never uses the
+# CPU venv. Not part of `make test` (CI has no GPU).
+GPU_CHECK_PYTHON ?= python3
+GPU_CHECK_REPORT ?= results/gpu-check.json
+gpu-check:
+	env -u TOKENIZERS_PARALLELISM PATH="$(CALLER_PATH)" PYTHONPATH=src \
+		$(GPU_CHECK_PYTHON) -m benchmarks.gpu --out $(GPU_CHECK_REPORT) $(GPU_CHECK_ARGS)
 
 dryrun-paper: $(STAMP)
 	pytest -q -s tests/test_workflow_dryrun.py

@@ -139,10 +139,14 @@ def test_state_is_resumed_only_by_the_same_run(toy, tmp_path, caplog):
     ds = _dataset(toy)
     state = tmp_path / "state"
     config = TrainConfig(epochs=1, batch_size=4, group_size=4, lr=1e-3, max_steps=4, save_steps=1)
-    train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), config, state_dir=state, show_progress=False)
+    first = train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), config, state_dir=state, show_progress=False)
     assert latest_checkpoint(state).name == "checkpoint-3"  # every step but the last; the output covers that
+    assert first["peak_gpu_memory_allocated_bytes"] is None  # CPU
     again = train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), config, state_dir=state, show_progress=False)
     assert again["resumed_from_step"] == 3 and again["steps"] == 4
+    # the first-window loss comes back with the state: steps 1-3 from the checkpoint, step 4 from this run
+    assert again["mean_loss_first_50_steps"] == pytest.approx(first["mean_loss_first_50_steps"], abs=1e-6)
+    assert again["mean_loss_last_50_steps"] == pytest.approx(first["mean_loss_last_50_steps"], abs=1e-6)
     with caplog.at_level(logging.WARNING, logger="boostmdr.train"):
         other = TrainConfig(epochs=1, batch_size=4, group_size=4, lr=2e-3, max_steps=4, save_steps=0)
         fresh = train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), other, state_dir=state, show_progress=False)

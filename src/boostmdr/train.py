@@ -66,6 +66,8 @@ SUMMARY_FILE = "training_summary.json"
 COS_TEMPERATURE = 0.05  # = sentence-transformers' MNRL scale 20, the usual value for cosine scores
 DOT_TEMPERATURE = 1.0  # Tevatron's default: raw inner products (mDPR-style CLS, not normalised)
 CHECKPOINT_PREFIX = "checkpoint-"
+LOSS_WINDOW = 50
+"""Steps averaged in the summary's first- and last-window losses (``mean_loss_{first,last}_50_steps``)."""
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -119,12 +121,17 @@ class TrainConfig:
 
 @dataclass
 class Progress:
-    """Where training stands: the next batch is batch ``position`` of epoch ``epoch``; ``step`` done."""
+    """Where training stands: the next batch is batch ``position`` of epoch ``epoch``; ``step`` done.
+
+    ``first_losses`` and ``recent_losses`` are the losses of the first and of the latest
+    :data:`LOSS_WINDOW` steps; both travel with the saved state, so a resumed run reports the same.
+    """
 
     step: int = 0
     epoch: int = 0
     position: int = 0
     recent_losses: list[float] = field(default_factory=list)
+    first_losses: list[float] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -275,7 +282,13 @@ def load_state(
             saved.get("world_size"),
             dist_info.world_size,
         )
-    return Progress(saved["step"], saved["epoch"], saved["position"], list(saved.get("recent_losses", [])))
+    return Progress(
+        saved["step"],
+        saved["epoch"],
+        saved["position"],
+        list(saved.get("recent_losses", [])),
+        list(saved.get("first_losses", [])),
+    )
 
 
 def remove_state(state_dir: Path) -> None:
@@ -426,7 +439,9 @@ def train(
             last_loss = out.loss.item()
             progress.step += 1
             progress.position += 1
-            progress.recent_losses = (progress.recent_losses + [last_loss])[-50:]
+            progress.recent_losses = (progress.recent_losses + [last_loss])[-LOSS_WINDOW:]
+            if len(progress.first_losses) < LOSS_WINDOW:
+                progress.first_losses.append(last_loss)
             steps_this_run += 1
             groups_this_run += len(indices)
             bar.update(1)
@@ -451,10 +466,14 @@ def train(
         "epochs": round(progress.step / steps_per_epoch, 4),
         "resumed_from_step": resumed_from,
         "final_loss": last_loss if steps_this_run else (progress.recent_losses[-1] if progress.recent_losses else None),
-        "mean_loss_last_50_steps": float(np.mean(progress.recent_losses)) if progress.recent_losses else None,
+        f"mean_loss_first_{LOSS_WINDOW}_steps": float(np.mean(progress.first_losses)) if progress.first_losses else None,
+        f"mean_loss_last_{LOSS_WINDOW}_steps": float(np.mean(progress.recent_losses)) if progress.recent_losses else None,
         "train_seconds_this_run": round(elapsed, 3),
         "groups_per_second": round(groups_this_run / elapsed, 3) if steps_this_run else None,
         "world_size": world,
+        # this process's peak since it started (model loading included); None on CPU
+        "peak_gpu_memory_allocated_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "peak_gpu_memory_reserved_bytes": torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None,
         "config": dataclasses.asdict(config),
     }
     log.info(
