@@ -68,21 +68,21 @@ def _warm_up(backend: Any) -> None:
 @register("llm-judge", "stage-1 judge_pairs on the transformers backend")
 def llm_judge(ctx: Context) -> Outcome:
     from boostmdr.formats import Hit
-    from boostmdr.judge import JudgeSettings, PromptTemplate, build_pairs, judge_pairs
-    from boostmdr.miners import TrainQuery
+    from boostmdr.formats import LabelledQuery
+    from boostmdr.judge import JudgeSettings, build_pairs, judge_pairs, load_judge_template
 
     sc = ctx.scale
     model = _model(ctx)
-    template = PromptTemplate.load(TEMPLATE)
+    template = load_judge_template(TEMPLATE)
     vocabulary = fixtures.words(3000)
     rng = random.Random(ctx.seed + 3)
     texts: dict[str, str] = {}
-    train: dict[str, TrainQuery] = {}
+    train: dict[str, LabelledQuery] = {}
     run: dict[str, list[Hit]] = {}
     for q in range(sc.judge_queries):
         qid, positive = f"q{q}", f"p{q}"
         texts[positive] = fixtures.text_of(sc.passage_words_llm, vocabulary, rng)
-        train[qid] = TrainQuery(qid, fixtures.text_of(8, vocabulary, rng) + "?", (positive,))
+        train[qid] = LabelledQuery(qid, fixtures.text_of(8, vocabulary, rng) + "?", (positive,))
         run[qid] = []
         for c in range(sc.judge_candidates):
             texts[f"c{q}.{c}"] = fixtures.text_of(sc.passage_words_llm, vocabulary, rng)
@@ -103,13 +103,13 @@ def llm_judge(ctx: Context) -> Outcome:
         "generated_tokens": counts["generated_tokens"], "seconds": seconds, "pairs_per_s": len(pairs) / seconds,
         "generated_tokens_per_s": counts["generated_tokens"] / seconds,
         "prefilled_plus_generated_tokens_per_s": (counts["prefilled_tokens"] + counts["generated_tokens"]) / seconds,
-        "mean_prompt_tokens": sum(p.prompt_tokens for p in pairs) / len(pairs),
+        "mean_prompt_tokens": sum(p.item.prompt_tokens for p in pairs) / len(pairs),
         "backend": backend.describe(), "backend_stats": dict(backend.stats),
     }  # fmt: skip
     if counts["generated"] != samples or counts["generated_tokens"] <= 0:
         generated = f"{counts['generated']} of {samples} samples, {counts['generated_tokens']} tokens"
         raise CheckFailed(f"generated {generated}", m)
-    if any(len(s.attempts) != 1 for p in pairs for s in p.samples):
+    if any(len(s.attempts) != 1 for p in pairs for s in p.item.samples):
         raise CheckFailed("a sample was generated more or less than once", m)
     summary = (
         f"{len(pairs)} pairs x {len(settings.samples)} samples: {m['pairs_per_s']:.1f} pairs/s, "

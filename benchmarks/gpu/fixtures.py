@@ -264,10 +264,10 @@ def write_training_data(
 
 def build_tiny_lm(directory: Path, template_text: str, hidden: int, layers: int, heads: int, vocab: int,
                   seed: int = 0) -> Path:  # fmt: skip
-    """A Llama with random weights and a byte-level BPE tokenizer, built by :mod:`boostmdr.tiny_lm` (the
+    """A Llama with random weights and a byte-level BPE tokenizer, built by :mod:`boostmdr.demo.tiny_lm` (the
     project's own tiny-LM code), trained on synthetic words and the judge template."""
     from boostmdr.judge import format_scores
-    from boostmdr.tiny_lm import TinyLMSettings, build_model, save, train_tokenizer
+    from boostmdr.demo.tiny_lm import TinyLMSettings, build_model, save, train_tokenizer
 
     rng = random.Random(seed)
     vocabulary = words(3000)
