@@ -54,3 +54,6 @@ rule demo:
 rule stage1_all:
     input:
         get_stage1_targets(),
+
+
+check_after_rules()

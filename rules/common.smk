@@ -6,9 +6,11 @@
 #     the file, so variants that share them share the file.
 #   - Wildcards: one name per entity, constrained to the config's own names. {backbone} is BM25 or any dense backbone;
 #     rules that need a dense one narrow it with their own wildcard_constraints.
-#   - Params: every config value a job uses reaches its command through params: (never read inside a script or a
-#     shell string), so a changed value reruns that job and what depends on it. Config strings that reach a shell
-#     are quoted with shlex.quote.
+#   - Params: every config value that can change a job's output reaches its command through params: (never read
+#     inside a script or a shell string), so a changed value reruns that job and what depends on it. Values that
+#     cannot (how often state is saved, where a model runs, how many requests at once) go through resources:, which
+#     Snakemake does not compare, so changing them reruns nothing. Config strings that reach a shell are quoted with
+#     shlex.quote.
 #   - Logs and benchmarks: results/logs/<rule>/<wildcards>.log and results/benchmarks/<rule>/<wildcards>.tsv.
 #   - Resources: threads, mem_mb, runtime and gpu from config resources (res()); a software environment per rule
 #     (envs/, for --software-deployment-method conda), the vLLM one for a judge whose backend is vllm.
@@ -21,19 +23,37 @@ import shlex
 import yaml
 from snakemake.utils import validate
 
-from boostmdr.config import drop_removed
+from boostmdr.config import (
+    ConfigError,
+    check_env_names,
+    check_language_keys,
+    check_llm_entry,
+    check_model,
+    check_resources,
+    check_schema,
+    drop_removed,
+)
+
+# Every job runs offline, however the workflow was started (make, snakemake from an activated environment, a
+# cluster profile): models load from local paths or the Hugging Face cache and are never downloaded at run time.
+for _var, _value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ[_var] = _value
+
+
+envvars:
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+
 
 # An overlay (--configfile config/miracl.yaml) is deep-merged over config/config.yaml by Snakemake; a section or a
-# named entry it sets to null is removed here, before validation (boostmdr.config explains the rule).
+# named entry it sets to null is removed here, before validation (boostmdr.config explains the rule). A key that is
+# not a variable name where one belongs is refused first, so no message ever shows it.
 with open(os.path.join(workflow.basedir, "config", "schema.yaml"), encoding="utf-8") as _fh:
     SCHEMA = yaml.safe_load(_fh)
+check_env_names(config)
 REMOVED_BY_OVERLAY = drop_removed(config, SCHEMA)
-
+check_schema(config, SCHEMA)
 validate(config, schema="../config/schema.yaml")
-
-
-class ConfigError(ValueError):
-    """A config value the schema cannot check; the message names the key."""
 
 
 def _merge(base, override):
@@ -67,6 +87,15 @@ BUILT_STAGES = {"miners", "stage1"}
 
 
 def _check_config():
+    from boostmdr.judge import PLACEHOLDERS as JUDGE_PLACEHOLDERS
+
+    check_language_keys(config)
+    if SYNTHETIC and EVAL_SPLIT != "dev":
+        raise ConfigError(f"benchmark.eval_split: {EVAL_SPLIT!r}, but the synthetic benchmark writes the dev split only")
+    for name, spec in config["judges"].items():
+        check_llm_entry(f"judges.{name}", spec, JUDGE_PLACEHOLDERS)
+    for name, spec in config["backbones"].items():
+        check_model(f"backbones.{name}.model", spec["model"])
     for name, v in VARIANTS.items():
         neg = v["negatives"]
         where = f"variants.{name}.negatives"
@@ -644,6 +673,11 @@ def get_stage1_targets():
     if "stage1" not in BUILT_STAGES:
         return []
     return [table_file("elimination", "md")] + ([table_file("judge_quality", "md")] if SYNTHETIC else [])
+
+
+def check_after_rules():
+    """Checks that need every rule defined (called at the end of the Snakefile)."""
+    check_resources(config, [r.name for r in workflow.rules])
 
 
 def get_final_targets():

@@ -33,13 +33,14 @@ rule judge:
         verdict_file("{ensemble}", "{judge}", "{reference}", "{lang}", "{chunk}", "{nchunks}"),
     params:
         judge=get_judge_params,
-        backend_flags=get_judge_backend_flags,
         cache=get_judge_cache,
     threads: get_threads("judge")
     resources:
         mem_mb=res("judge", "mem_mb"),
         runtime=res("judge", "runtime"),
         gpu=res("judge", "gpu"),
+        # where the model runs and how many requests at once: no change to a verdict, so not a param
+        llm_run=get_judge_backend_flags,
     log:
         log_file("judge", "{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}"),
     benchmark:
@@ -49,7 +50,7 @@ rule judge:
     shell:
         "python -m boostmdr.judge verdicts --candidates {input.candidates} --train {input.train} --corpus {input.corpus}"
         " --lang {wildcards.lang} --chunk {wildcards.chunk} --num-chunks {wildcards.nchunks}"
-        " {params.judge[llm]} {params.backend_flags}"
+        " {params.judge[llm]} {resources.llm_run}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
         " --cache {params.cache} --out {output} --threads {threads} --log {log}"

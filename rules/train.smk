@@ -17,7 +17,6 @@ rule train:
         encoder=get_encoder_flags,
         hp=get_train_params,
         corpus=get_corpus_flags,
-        save_steps=config["training"]["save_steps"],
         precision=PRECISION_FLAGS[config["training"]["mixed_precision"]],
         checkpointing="--gradient-checkpointing" if config["training"]["gradient_checkpointing"] else "",
     threads: get_threads("train")
@@ -25,6 +24,9 @@ rule train:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
         gpu=res("train", "gpu"),
+        # how often the resumable state is saved: it does not change the weights, so it is not a param (a change
+        # must not retrain)
+        save_steps=config["training"]["save_steps"],
     log:
         log_file("train", "{backbone}/{variant}"),
     benchmark:
@@ -39,5 +41,5 @@ rule train:
         " --lr {params.hp[lr]} --epochs {params.hp[epochs]} --batch-size {params.hp[batch_size]}"
         " --group-size {params.hp[group_size]} --similarity {params.hp[similarity]}"
         " --temperature {params.hp[temperature]} --warmup-ratio {params.hp[warmup_ratio]} --seed {params.hp[seed]}"
-        " --save-steps {params.save_steps} {params.precision} {params.checkpointing}"
+        " --save-steps {resources.save_steps} {params.precision} {params.checkpointing}"
         " --threads {threads} --log-file {log}"

@@ -256,7 +256,7 @@ def test_verdicts_record_every_sample_and_the_provenance(toy, backend, tmp_path)
     r = recs[0]
     assert set(r) >= {
         "qid", "docid", "rank", "score", "reference_docid", "samples", "verdict", "backend", "model",
-        "template_sha256", "prompt_sha256", "prompt_tokens", "prefilled_tokens", "generated_tokens",
+        "template_sha256", "prompt_sha256", "prompt_tokens", "prefilled_tokens", "generated_tokens", "cached_generated_tokens",
     }
     assert r["backend"] == "transformers" and r["model"] == str(toy[1])
     assert [(s["top_p"], s["temperature"]) for s in r["samples"]] == parse_samples_spec(AUTHORS_SAMPLES)
@@ -285,6 +285,10 @@ def test_cache_hits_same_inputs_and_misses_changed_settings(toy, backend, tmp_pa
 
     again = run_verdicts(*args, template, SETTINGS, tmp_path / "b.jsonl", cache_path=cache)
     assert again["generated"] == 0 and again["cached"] == first["generated"]
+    # a rerun from the cache reports what the generations cost when they were made, not zero
+    stats_a, stats_b = verdict_stats([tmp_path / "a.jsonl"], "xx"), verdict_stats([tmp_path / "b.jsonl"], "xx")
+    assert stats_b["prompt_tokens"] == stats_a["prompt_tokens"] > 0
+    assert stats_b["cached_generated_tokens"] == stats_a["generated_tokens"] > 0 == stats_b["generated_tokens"]
     a = [r for _, r in read_jsonl(tmp_path / "a.jsonl")]
     b = [r for _, r in read_jsonl(tmp_path / "b.jsonl")]
     strip = lambda recs: [  # noqa: E731

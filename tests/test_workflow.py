@@ -163,3 +163,9 @@ def test_editing_the_judge_model_replans_verdicts_not_candidates(workflow_run):
 @pytest.mark.slow
 def test_editing_nothing_plans_nothing(workflow_run):
     assert _planned(workflow_run, {}) == {}
+
+
+@pytest.mark.slow
+def test_settings_that_do_not_change_a_result_rerun_nothing(workflow_run):
+    # how often training state is saved, and how the judge's model is run, change no output
+    assert _planned(workflow_run, {"training": {"save_steps": 7}, "judges": {"llm": {"max_batch_rows": 8}}}) == {}

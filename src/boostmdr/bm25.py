@@ -69,7 +69,7 @@ ENGLISH_ANALYZER_CLASS = "io.anserini.analysis.DefaultEnglishAnalyzer"
 WHITESPACE_ANALYZER_CLASS = "org.apache.lucene.analysis.core.WhitespaceAnalyzer"
 
 
-class BM25Error(RuntimeError):
+class BM25Error(ValueError):
     """A BM25 step cannot run as asked; the message names the setting or file and the fix."""
 
 
@@ -421,10 +421,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
+    from boostmdr.cli import run
 
-    try:
-        sys.exit(main())
-    except (BM25Error, FormatError, ValueError) as err:
-        logging.getLogger(__name__).error("%s", err)
-        sys.exit(1)
+    run(main)

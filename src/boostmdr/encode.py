@@ -132,4 +132,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from boostmdr.cli import run
+
+    run(main)

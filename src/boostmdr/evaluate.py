@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from boostmdr import formats
-from boostmdr.formats import EvalResult, FormatError, Run, read_eval, write_eval
+from boostmdr.formats import EvalResult, Run, read_eval, write_eval
 from boostmdr.utils import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -195,10 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
+    from boostmdr.cli import run
 
-    try:
-        sys.exit(main())
-    except (EvaluationError, FormatError) as err:
-        logging.getLogger(__name__).error("%s", err)
-        sys.exit(1)
+    run(main)

@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -47,6 +48,51 @@ def open_text(path: str | os.PathLike, mode: str = "rt") -> IO[str]:
     return open(path, mode, encoding="utf-8")
 
 
+BOM = "\ufeff"
+_CONTROL = {chr(c) for c in range(32)} | {chr(127)}
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for every line of a UTF-8 text file (gzip when the name ends in ``.gz``),
+    without the line break.
+
+    Lines are decoded one at a time, so a byte that is not UTF-8 is reported at its file, line and column
+    instead of as a bare codec error. A byte-order mark at the start of the file is accepted and dropped
+    (files saved by some Windows editors carry one); anywhere else it is an ordinary character.
+    """
+    name = str(path)
+    try:
+        fh = gzip.open(name, "rb") if name.endswith(".gz") else open(name, "rb")
+        with fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise FormatError(
+                        path, lineno, f"not valid UTF-8: byte 0x{raw[err.start]:02x} at column {err.start + 1}"
+                    ) from None
+                if lineno == 1 and line.startswith(BOM):
+                    line = line[1:]
+                yield lineno, line.rstrip("\r\n")
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise FormatError(path, None, f"cannot read ({type(err).__name__}: {err})") from None
+    except OSError as err:
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise FormatError(path, None, f"cannot read ({type(err).__name__}: {err})") from None
+
+
+def check_id(path: str | os.PathLike, lineno: int | None, kind: str, value: str) -> str:
+    """An identifier (query id, docid) free of whitespace and control characters: TREC files are
+    whitespace-separated, and a control character is always a corrupted file."""
+    if not value:
+        raise FormatError(path, lineno, f"empty {kind}")
+    bad = [c for c in value if c.isspace() or c in _CONTROL]
+    if bad:
+        raise FormatError(path, lineno, f"{kind} {value!r} contains whitespace or a control character ({bad[0]!r})")
+    return value
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wt", compresslevel: int = 6) -> Iterator[IO]:
     """Write ``path`` through a temporary sibling that is renamed into place only on success.
@@ -70,9 +116,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wt", compresslevel: int =
             with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
                 yield fh
         # mkstemp creates the file 0600; give it the permissions a normal file gets under the current umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -80,24 +124,50 @@ def atomic_write(path: str | os.PathLike, mode: str = "wt", compresslevel: int =
         raise
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and swap it into ``path`` only on success.
+
+    An existing ``path`` is replaced whole (no file of an earlier run survives beside the new ones); a step
+    killed half-way leaves no complete-looking directory. The directory gets the permissions a normal
+    directory gets under the current umask (``mkdtemp`` would leave it 0700, unreadable for a cluster group).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for every non-empty line; bad JSON names file and line."""
-    try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
-                if not isinstance(rec, dict):
-                    raise FormatError(path, lineno, "expected a JSON object")
-                yield lineno, rec
-    except (gzip.BadGzipFile, EOFError, OSError, zlib.error, UnicodeDecodeError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise FormatError(path, None, f"cannot read ({type(err).__name__}: {err})") from None
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
+        if not isinstance(rec, dict):
+            raise FormatError(path, lineno, "expected a JSON object")
+        yield lineno, rec
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
@@ -118,11 +188,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open_text(path) as fh:
-        try:
-            return json.load(fh)
-        except json.JSONDecodeError as err:
-            raise FormatError(path, err.lineno, f"not valid JSON ({err.msg})") from None
+    text = "\n".join(line for _, line in iter_lines(path))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise FormatError(path, err.lineno, f"not valid JSON ({err.msg})") from None
 
 
 # --------------------------------------------------------------------------------- topics and qrels
@@ -131,20 +201,19 @@ def read_json(path: str | os.PathLike) -> Any:
 def read_topics(path: str | os.PathLike) -> dict[str, str]:
     """Read ``qid<TAB>query`` lines (MIRACL topics). Query ids are strings."""
     topics: dict[str, str] = {}
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise FormatError(path, lineno, f"expected 'qid<TAB>query', got {len(parts)} tab-separated fields")
-            qid, query = parts[0].strip(), parts[1].strip()
-            if not qid or not query:
-                raise FormatError(path, lineno, "empty query id or query text")
-            if qid in topics:
-                raise FormatError(path, lineno, f"duplicate query id {qid!r}")
-            topics[qid] = query
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise FormatError(path, lineno, f"expected 'qid<TAB>query', got {len(parts)} tab-separated fields")
+        qid, query = parts[0].strip(), parts[1].strip()
+        if not qid or not query:
+            raise FormatError(path, lineno, "empty query id or query text")
+        check_id(path, lineno, "query id", qid)
+        if qid in topics:
+            raise FormatError(path, lineno, f"duplicate query id {qid!r}")
+        topics[qid] = query
     return topics
 
 
@@ -159,19 +228,20 @@ def write_topics(path: str | os.PathLike, topics: dict[str, str] | Iterable[tupl
 
 def iter_qrels(path: str | os.PathLike) -> Iterator[tuple[int, str, str, int]]:
     """Yield ``(line_number, qid, docid, rel)`` for every TREC qrels line ``qid Q0 docid rel``."""
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise FormatError(path, lineno, f"expected 'qid Q0 docid rel', got {len(parts)} fields")
-            qid, _, docid, rel = parts
-            try:
-                rel_i = int(rel)
-            except ValueError:
-                raise FormatError(path, lineno, f"relevance {rel!r} is not an integer") from None
-            yield lineno, qid, docid, rel_i
+    for lineno, line in iter_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise FormatError(path, lineno, f"expected 'qid Q0 docid rel', got {len(parts)} fields")
+        qid, _, docid, rel = parts
+        check_id(path, lineno, "query id", qid)
+        check_id(path, lineno, "docid", docid)
+        try:
+            rel_i = int(rel)
+        except ValueError:
+            raise FormatError(path, lineno, f"relevance {rel!r} is not an integer") from None
+        yield lineno, qid, docid, rel_i
 
 
 def nest_by_query(
@@ -205,21 +275,20 @@ def iter_positive_scores(path: str | os.PathLike) -> Iterator[tuple[int, str, st
     candidate run's ``.positives.tsv`` (docs/formats.md)."""
     import math
 
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 3:
-                raise FormatError(path, lineno, f"expected 'qid<TAB>docid<TAB>score', got {len(parts)} fields")
-            qid, docid, score = (p.strip() for p in parts)
-            try:
-                value = float(score)
-            except ValueError:
-                raise FormatError(path, lineno, f"score {score!r} is not a number") from None
-            if not math.isfinite(value):
-                raise FormatError(path, lineno, f"score {score!r} is not finite")
-            yield lineno, qid, docid, value
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise FormatError(path, lineno, f"expected 'qid<TAB>docid<TAB>score', got {len(parts)} fields")
+        qid, docid, score = (p.strip() for p in parts)
+        try:
+            value = float(score)
+        except ValueError:
+            raise FormatError(path, lineno, f"score {score!r} is not a number") from None
+        if not math.isfinite(value):
+            raise FormatError(path, lineno, f"score {score!r} is not finite")
+        yield lineno, qid, docid, value
 
 
 def read_positive_scores(
@@ -316,22 +385,21 @@ def read_run(path: str | os.PathLike) -> Run:
     """Read a TREC run ``qid Q0 docid rank score tag``; hits are returned sorted by score."""
     run: dict[str, list[Hit]] = {}
     seen: set[tuple[str, str]] = set()
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise FormatError(path, lineno, f"expected 'qid Q0 docid rank score tag', got {len(parts)} fields")
-            qid, _, docid, _rank, score, _tag = parts
-            try:
-                s = float(score)
-            except ValueError:
-                raise FormatError(path, lineno, f"score {score!r} is not a number") from None
-            if (qid, docid) in seen:
-                raise FormatError(path, lineno, f"document {docid!r} appears twice for query {qid!r}")
-            seen.add((qid, docid))
-            run.setdefault(qid, []).append(Hit(docid, s))
+    for lineno, line in iter_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise FormatError(path, lineno, f"expected 'qid Q0 docid rank score tag', got {len(parts)} fields")
+        qid, _, docid, _rank, score, _tag = parts
+        try:
+            s = float(score)
+        except ValueError:
+            raise FormatError(path, lineno, f"score {score!r} is not a number") from None
+        if (qid, docid) in seen:
+            raise FormatError(path, lineno, f"document {docid!r} appears twice for query {qid!r}")
+        seen.add((qid, docid))
+        run.setdefault(qid, []).append(Hit(docid, s))
     return {qid: sort_hits(hits) for qid, hits in run.items()}
 
 
@@ -353,28 +421,27 @@ def read_corpus(path: str | os.PathLike, start: int = 0, stop: int | None = None
     """Yield prepared-corpus records ``{"docid", "title", "text"}`` of the 0-based lines ``start <= i <
     stop``, checked: a line that is not JSON, or a record without a docid free of whitespace (TREC runs
     are space-separated) or without a string text, names the file and its 1-based line."""
-    with open_text(path) as fh:
-        for i, line in enumerate(fh):
-            if i < start:
-                continue
-            if stop is not None and i >= stop:
-                break
-            lineno = i + 1
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
-            if not isinstance(rec, dict):
-                raise FormatError(path, lineno, "expected a JSON object")
-            docid, text, title = rec.get("docid"), rec.get("text"), rec.get("title")
-            if not isinstance(docid, str) or not docid or len(docid.split()) != 1 or docid.strip() != docid:
-                raise FormatError(path, lineno, f"corpus record needs a non-empty 'docid' string without "
-                                                f"whitespace (TREC runs are space-separated), got {docid!r}")
-            if not isinstance(text, str):
-                raise FormatError(path, lineno, f"corpus record {docid!r} needs a string 'text'")
-            if title is not None and not isinstance(title, str):
-                raise FormatError(path, lineno, f"corpus record {docid!r}: 'title' must be a string")
-            yield rec
+    for lineno, line in iter_lines(path):
+        i = lineno - 1
+        if i < start:
+            continue
+        if stop is not None and i >= stop:
+            break
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
+        if not isinstance(rec, dict):
+            raise FormatError(path, lineno, "expected a JSON object")
+        docid, text, title = rec.get("docid"), rec.get("text"), rec.get("title")
+        if not isinstance(docid, str) or not docid or any(c.isspace() or c in _CONTROL for c in docid):
+            raise FormatError(path, lineno, f"corpus record needs a non-empty 'docid' string without "
+                                            f"whitespace (TREC runs are space-separated), got {docid!r}")
+        if not isinstance(text, str):
+            raise FormatError(path, lineno, f"corpus record {docid!r} needs a string 'text'")
+        if title is not None and not isinstance(title, str):
+            raise FormatError(path, lineno, f"corpus record {docid!r}: 'title' must be a string")
+        yield rec
 
 
 def corpus_record(docid: str, title: str, text: str) -> str:

@@ -237,4 +237,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from boostmdr.cli import run
+
+    run(main)

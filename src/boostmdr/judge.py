@@ -338,6 +338,7 @@ def verdict_record(
         "prompt_tokens": pair.item.prompt_tokens,
         "prefilled_tokens": pair.item.prefilled_tokens,
         "generated_tokens": pair.item.generated_tokens,
+        "cached_generated_tokens": pair.item.cached_generated_tokens,
         **meta,
     }
 
@@ -527,8 +528,11 @@ def verdict_stats(
         "elimination_rate": len(removed) / len(judged) if judged else None,
         "verdicts": dict(sorted(by_verdict.items())),
         "unparsed_sample_rate": (sum(s.get("score") is None for s in samples) / len(samples)) if samples else None,
+        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in verdicts.values()),
         "prefilled_tokens": sum(r.get("prefilled_tokens", 0) for r in verdicts.values()),
         "generated_tokens": sum(r.get("generated_tokens", 0) for r in verdicts.values()),
+        # new tokens of the samples a rerun took from the cache: what they cost when they were made
+        "cached_generated_tokens": sum(r.get("cached_generated_tokens", 0) for r in verdicts.values()),
     }
     if truth_path is not None:
         truth = read_qrels(truth_path)
@@ -663,4 +667,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from boostmdr.cli import run
+
+    run(main)

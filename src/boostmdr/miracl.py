@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from boostmdr.formats import (
     FormatError,
+    check_id,
     LabelledQuery,
     iter_qrels,
     read_jsonl,
@@ -136,6 +137,7 @@ def _check_record(shard: Path, lineno: int, rec: dict) -> tuple[str, str, str]:
     docid, text, title = rec.get("docid"), rec.get("text"), rec.get("title", "")
     if not isinstance(docid, str) or not docid.strip():
         raise FormatError(shard, lineno, f"missing or empty 'docid' (a non-empty string), got {docid!r}")
+    check_id(shard, lineno, "docid", docid)
     if not isinstance(text, str):
         raise FormatError(shard, lineno, f"missing 'text' (a string) for docid {docid!r}")
     if title is None:
@@ -303,4 +305,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from boostmdr.cli import run
+
+    run(main)

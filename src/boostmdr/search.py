@@ -246,4 +246,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from boostmdr.cli import run
+
+    run(main)

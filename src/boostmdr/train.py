@@ -32,7 +32,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ import torch
 import torch.distributed as dist
 
 from boostmdr.encoder import Encoder, EncoderSettings, add_settings_arguments, resolve_settings, settings_overrides
-from boostmdr.formats import write_json
+from boostmdr.formats import atomic_directory, write_json
 from boostmdr.loss import SIMILARITIES, LossOutput, contrastive_loss, distributed_loss_scale, gather_with_local_grad
 from boostmdr.sampler import (
     SAMPLERS,
@@ -184,15 +183,27 @@ class _BiEncoder(torch.nn.Module):
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as plain tensors and numbers, so the file loads with ``weights_only=True`` (no pickle)."""
+    version, mt, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -271,7 +282,7 @@ def load_state(
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     if scaler is not None and (checkpoint / "scaler.pt").exists():
         scaler.load_state_dict(torch.load(checkpoint / "scaler.pt", weights_only=True))
-    rng = torch.load(checkpoint / "rng.pt", weights_only=False)  # our own file: Python/NumPy RNG tuples
+    rng = torch.load(checkpoint / "rng.pt", weights_only=True)
     if saved.get("world_size") == dist_info.world_size:
         _set_rng_state(rng[dist_info.rank])
     else:
@@ -550,24 +561,20 @@ def _weight_kwargs(weights: BatchWeights | None) -> dict[str, Any]:
 
 def write_output(encoder: Encoder, out: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
     """Save the checkpoint through a temporary sibling directory, then swap it into place."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         encoder.save(tmp)
         write_json(tmp / SUMMARY_FILE, summary)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("wrote fine-tuned encoder to %s", out)
-    return out
+    return Path(out)
+
+
+def remove_stale_output(out: str | os.PathLike) -> None:
+    """Remove what an earlier run left in the output directory (Snakemake deletes only the weights file it
+    tracks, so an old summary or config would otherwise sit beside a missing or half-made model)."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+        log.info("removed the earlier output %s (it is rebuilt from the start)", out)
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -643,6 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{dist_info.world_size} processes"
             )
         corpora = parse_corpus_args(args.corpus)
+        if dist_info.is_main:
+            remove_stale_output(args.out)
         seed_everything(config.seed)
         dataset, stats = GroupDataset.from_files(args.negatives, corpora, config.group_size, config.seed)
         sampler_options = parse_sampler_args(args.sampler_arg)
@@ -684,4 +693,6 @@ def _data_summary(stats: LoadStats, args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from boostmdr.cli import run
+
+    run(main)

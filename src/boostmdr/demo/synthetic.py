@@ -924,4 +924,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from boostmdr.cli import run
+
+    run(main)

@@ -65,7 +65,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from boostmdr.formats import LabelledQuery, open_text, passage_text, read_corpus, read_jsonl, read_train
+from boostmdr.formats import LabelledQuery, atomic_directory, open_text, passage_text, read_corpus, read_jsonl, read_train
 from boostmdr.judge import format_scores, load_judge_template, render_judge_prompt
 from boostmdr.llm.base import common_prefix_length
 from boostmdr.llm.prompt import PromptTemplate
@@ -233,19 +233,11 @@ def build_model(tokenizer: Any, settings: TinyLMSettings, template: PromptTempla
 
 
 def save(model: Any, tokenizer: Any, out: str | os.PathLike, info: dict[str, Any]) -> None:
-    """Save in the Hugging Face layout through a temporary sibling directory renamed into place."""
-    import shutil
-
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / SETTINGS_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    """Save in the Hugging Face layout through a temporary sibling directory swapped into place."""
+    with atomic_directory(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / SETTINGS_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------- judge examples
@@ -574,4 +566,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from boostmdr.cli import run
+
+    run(main)

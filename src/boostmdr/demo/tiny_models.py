@@ -25,14 +25,11 @@ import math
 from collections import Counter
 import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
-from boostmdr.formats import passage_text, read_corpus, write_json
+from boostmdr.formats import atomic_directory, passage_text, read_corpus, write_json
 from boostmdr.utils import seed_everything, set_threads, setup_logging
 
 log = logging.getLogger(__name__)
@@ -41,25 +38,6 @@ SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]"
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-@contextmanager
-def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory in a temporary sibling and move it to ``out`` only on success.
-
-    An existing ``out`` is replaced. A step killed half-way leaves no complete-looking model directory.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def iter_passages(corpora: Sequence[str | os.PathLike], max_passages: int | None = None) -> Iterator[str]:
@@ -397,4 +375,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from boostmdr.cli import run
+
+    run(main)

@@ -147,16 +147,31 @@ def common_prefix_length(sequences: Sequence[Sequence[int]], limit: int | None =
     return length
 
 
+MODEL_FILES = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.txt", "vocab.json", "merges.txt",
+    "adapter_config.json",
+)
+"""Files of a model directory that decide what the model outputs, besides the weights (``*.safetensors``,
+``*.bin``, ``*.model`` sentencepiece files, ``*.index.json`` shard maps)."""
+
+
+def is_model_file(name: str) -> bool:
+    return name in MODEL_FILES or name.endswith((".safetensors", ".bin", ".model", ".index.json"))
+
+
 def local_model_fingerprint(model: str | os.PathLike, probe_bytes: int = 1 << 16) -> str:
-    """Cheap identity of a local model directory: every file's name and size, and the first and last
-    ``probe_bytes`` of each (not the directory's path, so a moved model keeps its identity). Retraining
-    a model in place changes it; hashing the whole of a 140 GB checkpoint would not be cheap. A model
-    that is not a local directory (a hub id, a served model name) is identified by its name."""
+    """Cheap identity of a local model directory: the name and size of every file that decides the model's
+    outputs (weights, config, tokenizer: :func:`is_model_file`), and the first and last ``probe_bytes`` of
+    each. Files that do not (a training summary with its timing, a README) are left out, so rebuilding a
+    model with bitwise-identical weights keeps its identity; so does moving it (the path is not part of it).
+    Retraining a model in place changes it; hashing the whole of a 140 GB checkpoint would not be cheap. A
+    model that is not a local directory (a hub id, a served model name) is identified by its name."""
     path = Path(model)
     if not path.is_dir():
         return str(model)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for f in sorted(p for p in path.iterdir() if p.is_file() and is_model_file(p.name)):
         size = f.stat().st_size
         h.update(f"{f.name}\0{size}\0".encode())
         with open(f, "rb") as fh:

@@ -43,7 +43,7 @@ class GenerationCache:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._texts: dict[str, str] = {}
+        self._rows: dict[str, tuple[str, int, int]] = {}
         self.skipped_lines = 0
         self.files_read = 0
         for sibling in sorted(self.path.parent.glob("*.jsonl")):
@@ -73,13 +73,19 @@ class GenerationCache:
                     skipped += line.strip() != b""
                     continue
                 if isinstance(key, str) and isinstance(text, str):
-                    self._texts[key] = text
+                    self._rows[key] = (text, int(rec.get("prompt_tokens") or 0), int(rec.get("generated_tokens") or 0))
         if skipped:
             log.info("%s: skipped %d unreadable cache line(s) (cut short by a kill, or being written)", path, skipped)
         self.skipped_lines += skipped
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        return {k: self._texts[k] for k in keys if k in self._texts}
+        """The texts of the keys that are cached."""
+        return {k: self._rows[k][0] for k in keys if k in self._rows}
+
+    def get_rows(self, keys: Iterable[str]) -> dict[str, tuple[str, int, int]]:
+        """``{key: (text, prompt_tokens, generated_tokens)}`` of the keys that are cached: what each generation
+        cost when it was made, so statistics count it also when a rerun takes it from the cache."""
+        return {k: self._rows[k] for k in keys if k in self._rows}
 
     def put_many(self, rows: Sequence[tuple[str, str, int, int, str, str]]) -> None:
         """Append ``(key, text, prompt_tokens, generated_tokens, backend, model)`` rows and flush them to disk."""
@@ -91,7 +97,7 @@ class GenerationCache:
                 "backend": backend, "model": model, "created": now,
             }
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-            self._texts[key] = text
+            self._rows[key] = (text, prompt_tokens, generated_tokens)
         self._fh.write("".join(lines).encode("utf-8"))
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -99,7 +105,7 @@ class GenerationCache:
 
     def __len__(self) -> int:
         """Distinct generations known to this cache (its own and its siblings')."""
-        return len(self._texts)
+        return len(self._rows)
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,12 @@ class HTTPBackend(Backend):
     ) -> None:
         import httpx
 
+        if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+            # never echo the value: it is probably the key itself
+            raise ValueError(
+                "http backend: --api-key-env must be the NAME of the environment variable that holds the key "
+                "(letters, digits, _); the value given is not one (not shown, in case it is the key itself)"
+            )
         if endpoint not in ENDPOINTS:
             raise ValueError(f"http backend: endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}")
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
