@@ -95,7 +95,7 @@ def encode_shard(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from boostmdr.encoder import Encoder, add_settings_arguments, settings_overrides
+    from boostmdr.encoder_settings import add_settings_arguments, settings_overrides
 
     parser = argparse.ArgumentParser(prog="python -m boostmdr.encode", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="encoder directory or hub id (offline)")
@@ -118,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--corpus {args.corpus}: no such file")
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard {args.shard} must be in 0..{args.num_shards - 1} (--num-shards {args.num_shards})")
+    from boostmdr.encoder import Encoder
+
     encoder = Encoder.from_pretrained(args.model, overrides=settings_overrides(args))
     encode_shard(
         encoder,

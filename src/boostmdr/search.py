@@ -195,7 +195,7 @@ def dense_search(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from boostmdr.encoder import Encoder, add_settings_arguments, settings_overrides
+    from boostmdr.encoder_settings import add_settings_arguments, settings_overrides
 
     parser = argparse.ArgumentParser(prog="python -m boostmdr.search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="encoder directory or hub id (offline)")
@@ -236,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "the positives and topics must describe the same training queries"
             )
         positives = {q: all_pos[q] for q in topics if q in all_pos}
+    from boostmdr.encoder import Encoder
+
     encoder = Encoder.from_pretrained(args.model, overrides=settings_overrides(args))
     result = dense_search(encoder, topics, args.shards, args.depth, positives, batch_size=args.batch_size)
     write_run(args.out, result.run, args.tag, args.depth)
