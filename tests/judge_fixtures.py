@@ -109,8 +109,9 @@ def write_topic_world(root: Path, n_queries: int, n_topics: int = 6, words_per_t
 
 
 def trained_topic_judge(tmp_root: Path) -> tuple[Path, Path]:
-    """The tiny LM judge-fine-tuned (300 steps) on a 200-query topic world; returns (model, held-out
-    world of 40 unseen queries). Built once per session."""
+    """The tiny LM as the demo builds its judge (the token-overlap circuit in its first three layers,
+    boostmdr.demo.tiny_circuit), judge-fine-tuned (300 steps) on a 200-query topic world; returns (model,
+    held-out world of 40 unseen queries). Built once per session."""
     if "topic" not in _MODELS:
         from boostmdr.demo.tiny_lm import JudgeTrainSettings, TinyLMSettings, build_tiny_lm
 
@@ -118,7 +119,8 @@ def trained_topic_judge(tmp_root: Path) -> tuple[Path, Path]:
         held = write_topic_world(tmp_root / "topic-held", 40, seed=2)
         out = tmp_root / "topic-judge-lm"
         build_tiny_lm(
-            [train / "corpus.jsonl"], out, TinyLMSettings(vocab_size=800, hidden=128, heads=4, intermediate=384),
+            [train / "corpus.jsonl"], out,
+            TinyLMSettings(vocab_size=800, hidden=128, layers=4, heads=2, intermediate=256, init="circuit"),
             prompt=PROMPT, train_dirs=[train],
             train_settings=JudgeTrainSettings(max_steps=300, max_seconds=600, lr=3e-3, batch_size=16, seed=0),
         )

@@ -132,7 +132,13 @@ def test_trained_tiny_judge_beats_chance_on_unseen_queries(tmp_path_factory):
     """300 steps on 200 labelled queries; then, on 40 queries never seen, (a) the model's preference for
     score 2 over 0 separates a relevant candidate from a rel-0 one, and (b) the full judge (four sampled
     verdicts, majority vote) finds relevant candidates that the labels do not mark, like planted false
-    negatives: the second positive of each held-out query is left unlabelled among its candidates."""
+    negatives: the second positive of each held-out query is left unlabelled among its candidates.
+
+    Thresholds come from the spread over seeds (model and training seed 0..3, measured at commit 3fdfec5 on
+    the 2-core development machine): AUC 0.946-0.971, precision 0.74-1.0 at a base rate of 1/3, recall
+    0.725-0.925 against an elimination rate of 0.24-0.42. The same test with the randomly initialised judge
+    (init: random) spread from AUC 0.56 to 0.94 over five seeds, which is why it failed on another machine
+    (0.672 there, 0.6725 here with seed 0): only the circuit judge is asserted to beat chance."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -154,7 +160,7 @@ def test_trained_tiny_judge_beats_chance_on_unseen_queries(tmp_path_factory):
                 logits = model(input_ids=torch.tensor([ids + pre]), logits_to_keep=1).logits[0, -1]
                 bucket.append(float(logits[two] - logits[zero]))
     auc = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg) / (len(pos) * len(neg))
-    assert auc > 0.75, f"AUC {auc:.3f} on {len(pos)}+{len(neg)} held-out pairs (chance: 0.5)"
+    assert auc > 0.85, f"AUC {auc:.3f} on {len(pos)}+{len(neg)} held-out pairs (chance: 0.5)"
 
     # (b) the judge protocol, with the second positive hidden among the candidates
     judge = hide_second_positives(held, root / "judge-input")
@@ -164,6 +170,6 @@ def test_trained_tiny_judge_beats_chance_on_unseen_queries(tmp_path_factory):
     assert base_rate == pytest.approx(1 / 3)
     assert stats["null_verdicts"] <= 0.1 * stats["candidates"]  # the model writes the format
     # chance: a judge removing candidates at random has precision = base rate, recall = elimination rate
-    assert t["precision"] is not None and t["precision"] > base_rate + 0.2, t
-    assert t["recall"] > stats["elimination_rate"] + 0.15, (t, stats["elimination_rate"])
+    assert t["precision"] is not None and t["precision"] > base_rate + 0.25, t
+    assert t["recall"] > stats["elimination_rate"] + 0.3, (t, stats["elimination_rate"])
     assert [r["verdict"] for _, r in read_jsonl(root / "verdicts.jsonl")].count(None) == stats["null_verdicts"]
