@@ -2,8 +2,9 @@
 
 Every format that passes between rules has its one reader and its one writer here: JSON lines
 (optionally gzipped), topic TSVs, TREC qrels and runs, the prepared ``train.jsonl`` and ``corpus.jsonl``,
-candidate positive scores, corpus shard embeddings, verdict files, evaluation records, and the negatives
-files that miners, the stage-1 judge and the stage-2 generator all write. Readers raise
+candidate positive scores, corpus shard embeddings, verdict files, evaluation records, the negatives
+files that miners, the stage-1 judge and the stage-2 generator all write, and stage 3's topic files and
+batch manifests. Readers raise
 :class:`FormatError`, which names the file and the 1-based line of the problem. Writers go through
 :func:`atomic_write`, so a killed step never leaves a complete-looking file.
 """
