@@ -182,6 +182,11 @@ def test_statistics_by_hand():
     assert stats["queries_used_share"] == pytest.approx(6 / 7)
     assert stats["distinct_topics_per_batch"] == {"mean": 2.0, "min": 2, "max": 2}
     assert stats["attainable_topics_per_batch"]["mean"] == 2.0
+    # a topic with fewer queries than its language has batches cannot be in all of them:
+    # sw "AAAAB" in batches of 2 -> 2 batches; A fits both, B one: at most (2 + 1) / 2 = 1.5 distinct on average
+    skewed = _items({"sw": "AAAAB"})
+    sk = batch_statistics(skewed, list(manifest_steps(skewed, BOTH, 2, 3, 1, 0)), BOTH, 2)
+    assert sk["attainable_topics_per_batch"]["mean"] == 1.5 and sk["distinct_topics_per_batch"]["mean"] == 1.5
     assert stats["topic_coverage"] == pytest.approx({"A": 1.0, "B": 3 / 4}) and stats["mean_weight"] is None
     assert stats["topic_query_share"] == pytest.approx({"A": 3 / 7, "B": 4 / 7})
     mixed = batch_statistics(items, list(manifest_steps(items, NEITHER, 2, 3, 2, 0)), NEITHER, 2)

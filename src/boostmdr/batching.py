@@ -241,19 +241,35 @@ def manifest_steps(
 # ---------------------------------------------------------------------------------------- statistics
 
 
+def attainable_distinct_topics(topic_counts: Mapping[str, int], batches: int, batch_size: int) -> float:
+    """The most distinct topics a source's ``batches`` batches can hold on average: topic ``t`` can be in at
+    most ``min(n_t, batches)`` of them, and a batch holds at most ``batch_size``: ``min(batch_size,
+    sum_t min(n_t, batches) / batches)``. Dealing topics round-robin reaches it (up to the left-out queries)."""
+    return min(float(batch_size), sum(min(n, batches) for n in topic_counts.values()) / batches)
+
+
 def batch_statistics(
     items: Sequence[Item], steps: Sequence[ManifestStep], settings: BatchingSettings, batch_size: int
 ) -> dict[str, Any]:
-    """What the batches actually trained on look like (written beside the manifest, shown in a table)."""
+    """What the batches actually trained on look like (written beside the manifest, shown in a table).
+
+    ``attainable_topics_per_batch`` is :func:`attainable_distinct_topics` of each batch's source (its language
+    when batches are monolingual, else all queries) and the source's number of batches in that epoch: the
+    yardstick for ``distinct_topics_per_batch``, whatever the mode."""
     langs = Counter(it.lang for it in items)
     topics = Counter(it.topic for it in items if it.topic is not None)
     epochs = max(s.epoch for s in steps) + 1
     has_topics = bool(topics) and all(it.topic is not None for it in items)
-    topics_by_lang: dict[str, set[str]] = defaultdict(set)
+    topics_of: dict[str, Counter[str]] = defaultdict(Counter)
     for it in items:
-        topics_by_lang[it.lang].add(str(it.topic))
-    all_topics = {str(t) for t in topics}
+        topics_of[it.lang][str(it.topic)] += 1
+        topics_of[MIXED][str(it.topic)] += 1
 
+    def source(s: ManifestStep) -> str:
+        batch_langs = {q[0] for q in s.queries}
+        return next(iter(batch_langs)) if settings.same_language and len(batch_langs) == 1 else MIXED
+
+    batches_of = Counter((s.epoch, source(s)) for s in steps)
     one_language = 0
     distinct, attainable = [], []
     lang_steps: Counter[str] = Counter()
@@ -270,8 +286,8 @@ def batch_statistics(
         used += len(s.queries)
         if has_topics:
             distinct.append(len({q[2] for q in s.queries}))
-            available = set().union(*(topics_by_lang[lang] for lang in batch_langs)) if len(batch_langs) == 1 else all_topics
-            attainable.append(min(batch_size, len(available)))
+            src = source(s)
+            attainable.append(attainable_distinct_topics(topics_of[src], batches_of[(s.epoch, src)], batch_size))
             used_per_topic.update(str(q[2]) for q in s.queries)
         if s.weights is not None:
             omega.extend(w[0] for w in s.weights)
@@ -296,7 +312,7 @@ def batch_statistics(
     }
     if has_topics:
         out["distinct_topics_per_batch"] = {"mean": float(np.mean(distinct)), "min": min(distinct), "max": max(distinct)}
-        out["attainable_topics_per_batch"] = {"mean": float(np.mean(attainable)), "min": min(attainable)}
+        out["attainable_topics_per_batch"] = {"mean": float(np.mean(attainable)), "min": float(min(attainable))}
         out["topic_query_share"] = {str(t): c / len(items) for t, c in sorted(topics.items(), key=lambda kv: str(kv[0]))}
         # Share of each topic's queries that a mean epoch trains on.
         out["topic_coverage"] = {
