@@ -124,12 +124,13 @@ class ManifestSampler:
     epoch ``e`` as dataset indices, in the manifest's order.
 
     Checked when built: the manifest's batch size and group size equal the trainer's, and its queries are
-    exactly the dataset's (the same negatives files, read with the same filter), so every listed query
-    trains and none is silently missing. An epoch past the manifest's last is an error naming the file.
+    exactly the dataset's, in the same order (the same negatives files, read with the same filter; the
+    header's ``query_digest``), so every listed query trains and none is silently missing. An epoch past the manifest's last is an error naming the file.
     """
 
     def __init__(self, path: str | os.PathLike, dataset: GroupDataset, batch_size: int):
         from boostmdr.formats import FormatError, read_manifest
+        from boostmdr.training_data import query_digest
 
         self.path = str(path)
         self.header, steps = read_manifest(path)
@@ -154,8 +155,6 @@ class ManifestSampler:
                                            "manifest was built from other negatives files") from None
             self.batches[step.epoch].append(indices)
             self.weights[step.epoch].append(step.weights)
-        from boostmdr.training_data import query_digest
-
         if self.header.get("query_digest") != query_digest((q.lang, q.qid) for q in dataset.queries):
             raise ValueError(
                 f"{path}: the manifest was built for {self.header.get('queries')} training queries that are not the "
