@@ -181,7 +181,9 @@ def test_editing_the_judge_model_replans_verdicts_not_candidates(workflow_run):
     n_langs = len(OVERLAY["languages"])
     assert planned["tiny_lm"] == 1
     assert planned["judge"] == n_langs  # one chunk per language in the overlay
-    assert planned["pool"] == n_langs and planned["train"] == 1
+    # the judged pool feeds the stage-1-only and the "w/o stage 2" trainings, and the five manifests of the batches
+    # table (w/o stage 2, its three batching ablations, stage 1 only)
+    assert planned["pool"] == n_langs and planned["train"] == 2 and planned["batches"] == 5
     for upstream in ("synthetic_language", "prepare", "tiny_encoder", "candidates_dense", "fuse", "mine", "bm25_index"):
         assert upstream not in planned, planned
 
