@@ -147,10 +147,10 @@ def run() -> list[str]:
     return [
         f"all-MiniLM-L6-v2, {STEPS} steps x {BATCH} queries x group {GROUP} (passages 25-50 words), "
         f"{THREADS} thread(s), CPU, best of {ROUNDS} alternating rounds",
-        f"{'trainer':<52} {'groups/s':>9}",
-        f"{'boostmdr.train (shuffled sampler)':<52} {ours:>9.2f}",
-        f"{'boostmdr.train (manifest replay + weights, paper loss)':<52} {replay:>9.2f}",
-        f"{'SentenceTransformerTrainer + MNRL':<52} {theirs:>9.2f}",
+        f"{'trainer':<56} {'groups/s':>9}",
+        f"{'boostmdr.train (shuffled sampler)':<56} {ours:>9.2f}",
+        f"{'boostmdr.train (manifest replay + weights, paper loss)':<56} {replay:>9.2f}",
+        f"{'SentenceTransformerTrainer + MNRL':<56} {theirs:>9.2f}",
         f"ratio ours/theirs: {ours / theirs:.2f}x",
         f"ratio manifest replay/shuffled: {replay / ours:.3f}x (target: within 5%)",
     ]
