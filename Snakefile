@@ -9,7 +9,8 @@
 #   retrieval  BM25 (Lucene), sharded dense encoding, exact faiss search -> TREC runs; training-query candidates
 #   mining     the five hard-negative mining baselines -> negatives files
 #   stage1     retriever-ensemble fusion, LLM false-negative judge -> stage-1 negative pools
-#   train      contrastive fine-tuning of each backbone per variant -> checkpoints
+#   stage3     topics of the training queries (fastText), batch manifests with negative weights per variant
+#   train      contrastive fine-tuning of each backbone per variant, replaying its batch manifest -> checkpoints
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
 #   demo       the synthetic benchmark and the tiny local models of the embedded default (only when used)
 
@@ -26,6 +27,7 @@ include: "rules/data.smk"
 include: "rules/retrieval.smk"
 include: "rules/mining.smk"
 include: "rules/stage1.smk"
+include: "rules/stage3.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 

@@ -16,6 +16,7 @@
 #     (envs/, for --software-deployment-method conda), the vLLM one for a judge whose backend is vllm.
 
 import copy
+import json
 import os
 import re
 import shlex
@@ -75,19 +76,21 @@ EVAL_SPLIT = config["benchmark"]["eval_split"]
 VARIANTS = {name: _merge(config["variant_defaults"], v) for name, v in config["variants"].items()}
 TINY_ENCODERS = list(config.get("tiny_models", {}).get("encoders", {}))
 TINY_LMS = list(config.get("tiny_models", {}).get("causal_lms", {}))
+TINY_FASTTEXT = list(config.get("tiny_models", {}).get("topic_classifiers", {}))
 # The demo wing's rules (rules/demo.smk) are included when the config uses the synthetic benchmark or a tiny model.
 USES_DEMO = SYNTHETIC or any(
     str(spec["model"]).startswith("results/models/tiny/")
-    for spec in [*config["backbones"].values(), *config["judges"].values()]
+    for spec in [*config["backbones"].values(), *config["judges"].values(), *config["topics"]["classifiers"].values()]
 )
 
 # Stages whose rules exist. A variant that needs a stage outside this set is listed (its DAG shape is in the
 # config) but its table rows are printed as pending rather than built.
-BUILT_STAGES = {"miners", "stage1"}
+BUILT_STAGES = {"miners", "stage1", "stage3"}
 
 
 def _check_config():
     from boostmdr.judge import PLACEHOLDERS as JUDGE_PLACEHOLDERS
+    from boostmdr.topics import SchemeError, TopicScheme
 
     check_language_keys(config)
     if SYNTHETIC and EVAL_SPLIT != "dev":
@@ -96,6 +99,10 @@ def _check_config():
         check_llm_entry(f"judges.{name}", spec, JUDGE_PLACEHOLDERS)
     for name, spec in config["backbones"].items():
         check_model(f"backbones.{name}.model", spec["model"])
+    try:
+        TopicScheme.from_dict(config["topics"])
+    except SchemeError as err:
+        raise ConfigError(str(err)) from None
     for name, v in VARIANTS.items():
         neg = v["negatives"]
         where = f"variants.{name}.negatives"
@@ -114,6 +121,9 @@ def _check_config():
     if config["mining"]["retriever"] not in DENSE:
         raise ConfigError(f"mining.retriever: {config['mining']['retriever']!r} must be a dense backbone, one of {DENSE}")
     for name, spec in config["tables"].items():
+        layout = spec.get("layout", "languages")
+        if (layout == "topics") == bool(_table_rows_raw(spec)):
+            raise ConfigError(f"tables.{name}: layout {layout!r} " + ("takes no rows" if layout == "topics" else "needs rows"))
         for row in _table_rows_raw(spec):
             if row["backbone"] not in BACKBONES:
                 raise ConfigError(f"tables.{name}: backbone {row['backbone']!r} is not one of {BACKBONES}")
@@ -154,6 +164,7 @@ wildcard_constraints:
     chunk=r"\d+",
     nchunks=r"\d+",
     table=_alt(list(config["tables"])),
+    epochs=r"\d+",
 
 
 # ------------------------------------------------------------------------------------ resources, envs
@@ -283,6 +294,11 @@ def table_file(name, ext):
 
 def tiny_model_dir(name):
     return f"results/models/tiny/{name}"
+
+
+def tiny_fasttext_file(name, ext):
+    """A demo fastText topic classifier (ext bin) and its held-out accuracy report (ext json)."""
+    return f"results/models/tiny/fasttext/{name}.{ext}"
 
 
 def truth_file(lang):
@@ -558,7 +574,7 @@ def negatives_file(variant_name, lang):
     neg = VARIANTS[variant_name]["negatives"]
     if neg["method"] == "miner":
         return miner_negatives(config["mining"]["retriever"], neg["miner"], lang)
-    if neg["method"] == "stage1":
+    if neg["method"] == "stage1" or not neg["generation"]:  # 'ours' without stage 2 ("w/o stage 2"): the stage-1 pool
         judge = neg["judge"] or "none"
         return pool_file(neg["ensemble"], judge, neg["reference"], keep_tag(neg["keep_verdicts"]), lang)
     raise ConfigError(f"variants.{variant_name}: negatives.method 'ours' needs stage 2, which is not built yet")
@@ -572,6 +588,7 @@ def get_train_inputs(wildcards):
         "negatives": [negatives_file(wildcards.variant, lang) for lang in LANGS],
         "corpora": all_corpora(),
         "model": model_inputs(wildcards.backbone, "zeroshot"),
+        "manifest": manifest_file(wildcards.variant, backbone_epochs(wildcards.backbone)),
     }
 
 
@@ -588,7 +605,7 @@ def get_train_params(wildcards):
         "temperature": t["temperature"] if spec["normalize"] else t["dot_temperature"],
         "warmup_ratio": t["warmup_ratio"],
         "seed": t["seed"],
-        "batching": VARIANTS[wildcards.variant]["batching"],
+        "loss_weighting": VARIANTS[wildcards.variant]["batching"]["loss_weighting"],
     }
 
 
@@ -627,7 +644,16 @@ def table_rows(table):
     return rows
 
 
+def table_layout(table):
+    return config["tables"][table].get("layout", "languages")
+
+
 def get_table_inputs(wildcards):
+    layout = table_layout(wildcards.table)
+    if layout == "topics":
+        return [topic_file(lang) for lang in LANGS]
+    if layout == "batches":
+        return list(get_table_row_files(wildcards).values())
     return [
         eval_file(r["backbone"], r["variant"], lang)
         for r in table_rows(wildcards.table)
@@ -636,12 +662,31 @@ def get_table_inputs(wildcards):
     ]
 
 
+def get_table_layout(wildcards):
+    return table_layout(wildcards.table)
+
+
+def get_table_topics(wildcards):
+    return list(config["topics"]["names"])
+
+
+def get_table_row_files(wildcards):
+    """Layout batches: each built row's batch statistics (the manifest its model trains from)."""
+    if table_layout(wildcards.table) != "batches":
+        return {}
+    return {
+        r["label"]: manifest_stats_file(r["variant"], backbone_epochs(r["backbone"]))
+        for r in table_rows(wildcards.table)
+        if not r["pending"]
+    }
+
+
 def get_table_title(wildcards):
     return config["tables"][wildcards.table]["title"]
 
 
 def get_table_metric(wildcards):
-    return config["tables"][wildcards.table]["metric"]
+    return config["tables"][wildcards.table].get("metric", "ndcg_cut_10")
 
 
 def get_table_rows(wildcards):
@@ -682,6 +727,70 @@ def check_after_rules():
 
 def get_final_targets():
     return [table_file(t, "md") for t in config["tables"]] + get_stage1_targets()
+
+
+# ------------------------------------------------------------------------------------------- stage 3
+# Topics per language (rule topics), a batch manifest per fine-tuned variant and epoch count (rule batches; every
+# fine-tuned variant trains from one, baselines included: without stage 3 it holds the shuffled batches).
+
+
+def topic_file(lang):
+    return f"results/stage3/topics/{lang}.jsonl"
+
+
+def manifest_file(variant, epochs):
+    """The batches (and negative weights) of a variant for `epochs` epochs; backbones with the same epoch count
+    share it."""
+    return f"results/batches/{variant}/epochs-{epochs}.jsonl.gz"
+
+
+def manifest_stats_file(variant, epochs):
+    return f"results/batches/{variant}/epochs-{epochs}.stats.json"
+
+
+def backbone_epochs(backbone):
+    return config["backbones"][backbone]["epochs"]
+
+
+def get_topic_model_inputs(wildcards):
+    """Classifier models the workflow builds (the demo's); an external path is read as it is, not tracked."""
+    models = [spec["model"] for spec in config["topics"]["classifiers"].values()]
+    return [m for m in models if m.startswith("results/models/")]
+
+
+def get_topic_params(wildcards):
+    t = config["topics"]
+    scheme = {k: t[k] for k in ("names", "fallback", "order", "classifiers")}
+    return {"scheme": shlex.quote(json.dumps(scheme, ensure_ascii=False)), "text": t["text"], "preprocessing": t["preprocessing"]}
+
+
+def variant_needs_topics(variant):
+    batching = VARIANTS[variant]["batching"]
+    return batching["topic_balance"] or batching["weights"] == "proportion"
+
+
+def get_batch_inputs(wildcards):
+    return {
+        "negatives": [negatives_file(wildcards.variant, lang) for lang in LANGS],
+        "topics": [topic_file(lang) for lang in LANGS] if variant_needs_topics(wildcards.variant) else [],
+    }
+
+
+def get_batch_params(wildcards):
+    """Everything that changes a manifest: the variant's batching settings and training's batch size, group size
+    and seed."""
+    b, t = VARIANTS[wildcards.variant]["batching"], config["training"]
+    flags = [
+        "--same-language" if b["same_language"] else "--no-same-language",
+        "--topic-balance" if b["topic_balance"] else "--no-topic-balance",
+        f"--weights {b['weights']} --alpha {b['alpha']} --beta {b['beta']}",
+        f"--batch-size {t['batch_size']} --group-size {t['group_size']} --seed {t['seed']}",
+    ]
+    return " ".join(flags)
+
+
+def get_batch_topic_flag(wildcards, input):
+    return f"--topics {' '.join(input.topics)}" if input.topics else ""
 
 
 _check_config()

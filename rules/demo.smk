@@ -114,3 +114,32 @@ rule tiny_lm:
         " --train-steps {params.spec[train_steps]}"
         " --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
         " --out {params.out} --threads {threads} --log {log}"
+
+
+rule tiny_fasttext:
+    # Stand-ins for fastText's official topic classifiers, trained on the synthetic passages' labels (never on the
+    # planted truth); the report holds the accuracy on held-out articles.
+    input:
+        doc_topics=[doc_topics_file(lang) for lang in LANGS],
+        corpora=all_corpora(),
+    output:
+        model=ensure(tiny_fasttext_file("{classifier}", "bin"), non_empty=True),
+        report=tiny_fasttext_file("{classifier}", "json"),
+    wildcard_constraints:
+        classifier=_alt(TINY_FASTTEXT),
+    params:
+        spec=get_tiny_fasttext_params,
+        doc_topics=get_doc_topics_flags,
+        corpus=get_corpus_flags,
+    log:
+        log_file("tiny_fasttext", "{classifier}"),
+    benchmark:
+        benchmark_file("tiny_fasttext", "{classifier}")
+    conda:
+        conda_env("cpu")
+    shell:
+        "python -m boostmdr.demo.topic_classifiers --doc-topics {params.doc_topics} --corpus {params.corpus}"
+        " --column {params.spec[column]} --labels {params.spec[labels]} --dim {params.spec[dim]}"
+        " --epoch {params.spec[epoch]} --lr {params.spec[lr]} --word-ngrams {params.spec[word_ngrams]}"
+        " --bucket {params.spec[bucket]} --holdout {params.spec[holdout]} --seed {params.spec[seed]}"
+        " --out {output.model} --report {output.report} --log {log}"

@@ -9,6 +9,17 @@ def _check_tiny_models():
                 f"backbones.{backbone}.model: {model!r} is a tiny model path but "
                 f"{model.split('/')[3]!r} is not in tiny_models.encoders ({TINY_ENCODERS})"
             )
+    for name, spec in config["topics"]["classifiers"].items():
+        if spec["model"].startswith("results/models/tiny/") and spec["model"] != tiny_fasttext_file(name, "bin"):
+            raise ConfigError(
+                f"topics.classifiers.{name}.model: a demo classifier is built at {tiny_fasttext_file(name, 'bin')} "
+                f"(from tiny_models.topic_classifiers.{name}), not {spec['model']!r}"
+            )
+        if spec["model"].startswith("results/models/tiny/") and name not in TINY_FASTTEXT:
+            raise ConfigError(
+                f"topics.classifiers.{name}.model: {spec['model']!r} is a demo classifier but tiny_models.topic_classifiers "
+                f"has no entry {name!r} ({TINY_FASTTEXT})"
+            )
 
 
 _check_tiny_models()
@@ -50,3 +61,15 @@ def get_tiny_lm_params(wildcards):
 
 def get_train_files(wildcards):
     return [data(lang, "train.jsonl") for lang in LANGS]
+
+
+def get_tiny_fasttext_params(wildcards):
+    """A demo classifier's fastText settings and the class names of the topics classifier it stands in for (their
+    order is the official numbering the model answers in)."""
+    spec = config["tiny_models"]["topic_classifiers"][wildcards.classifier]  # the schema's defaults filled in
+    labels = config["topics"]["classifiers"][wildcards.classifier]["labels"]
+    return {**spec, "labels": " ".join(shlex.quote(label) for label in labels)}
+
+
+def get_doc_topics_flags(wildcards):
+    return " ".join(f"{lang}={doc_topics_file(lang)}" for lang in LANGS)

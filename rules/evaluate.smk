@@ -27,9 +27,12 @@ rule table:
         tex=table_file("{table}", "tex"),
     params:
         title=get_table_title,
+        layout=get_table_layout,
         metric=get_table_metric,
         languages=LANGS,
         rows=get_table_rows,
+        topics=get_table_topics,
+        row_files=get_table_row_files,
     log:
         log_file("table", "{table}"),
     localrule: True

@@ -1,4 +1,6 @@
-# Contrastive fine-tuning: one multilingual model per backbone and variant, trained on every language's negatives.
+# Contrastive fine-tuning: one multilingual model per backbone and variant, trained on every language's negatives in
+# the batches of the variant's manifest (rules/stage3.smk), whose negative weights enter the loss as the variant's
+# batching.loss_weighting says.
 # Resumable training state lives in results/state/ (outside the declared output, which Snakemake deletes before a
 # job starts); a job killed at its time limit and started again resumes from the last save.
 
@@ -41,5 +43,6 @@ rule train:
         " --lr {params.hp[lr]} --epochs {params.hp[epochs]} --batch-size {params.hp[batch_size]}"
         " --group-size {params.hp[group_size]} --similarity {params.hp[similarity]}"
         " --temperature {params.hp[temperature]} --warmup-ratio {params.hp[warmup_ratio]} --seed {params.hp[seed]}"
+        " --sampler manifest --sampler-arg manifest={input.manifest} --loss-weighting {params.hp[loss_weighting]}"
         " --save-steps {resources.save_steps} {params.precision} {params.checkpointing}"
         " --threads {threads} --log-file {log}"

@@ -18,13 +18,17 @@ SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text())
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 PAPER = yaml.safe_load((REPO / "config/miracl.yaml").read_text())
 
-# The paper's tables built by the workflow, and the variants (table rows and ablations) the paper defines.
-PAPER_TABLES = {"table1", "table2", "table15", "table16"}
+# The paper's tables built by the workflow (plus the statistics of stage 3's batches), and the variants (table rows
+# and ablations) the paper defines, plus stage 3's ablations on the stage-1 pool (their manifests feed the batches
+# table; their trainings are only in the default's tables table7_wo_stage2 and table9_wo_stage2).
+PAPER_TABLES = {"table1", "table2", "table3", "table7", "table9", "table13", "table15", "table16", "batches"}
 PAPER_VARIANTS = {
     "zeroshot", "naive_topk", "shifted_topk", "topk_abs", "topk_margin_pos", "topk_perc_pos", "stage1", "full",
     "wo_stage1", "wo_stage2", "wo_stage3", "wo_me5", "wo_bge", "wo_llm", "wo_ground_truth", "wo_mift", "wo_pdbg",
     "wo_topic_balance", "wo_same_language", "wo_both_batching", "weights_a55_b40", "weights_a45_b40",
     "weights_a55_b20", "weights_a45_b20", "pool_n10", "pool_n20", "pool_n40", "pool_n50",
+    "wo_stage2_wo_topic_balance", "wo_stage2_wo_same_language", "wo_stage2_wo_both_batching",
+    "wo_stage2_weights_a55_b40", "wo_stage2_weights_a45_b40", "wo_stage2_weights_a55_b20", "wo_stage2_weights_a45_b20",
 }
 DEMO_RULES = {"synthetic_language", "tiny_tokenizer", "tiny_encoder", "tiny_lm"}
 
@@ -51,7 +55,8 @@ def test_the_paper_run_has_no_demo_only_key():
     assert "tiny_models" not in cfg
     assert "synthetic" not in cfg["benchmark"] and cfg["benchmark"]["name"] == "miracl"
     assert not DEMO_RULES & set(cfg["resources"]), sorted(cfg["resources"])
-    models = [spec["model"] for spec in [*cfg["backbones"].values(), *cfg["judges"].values()]]
+    models = [spec["model"] for spec in [*cfg["backbones"].values(), *cfg["judges"].values(),
+                                         *cfg["topics"]["classifiers"].values()]]
     assert not [m for m in models if m.startswith("results/models/tiny/")], models
     assert not [k for k in _keys(cfg) if "tiny" in k.split(".")[-1]], [k for k in _keys(cfg) if "tiny" in k]
 
@@ -105,14 +110,16 @@ def test_without_removals_the_default_would_leak_into_the_paper_run():
 def _library_defaults() -> dict:
     """The default of every setting, as the library (dataclasses and module constants, which the command
     lines use too) defines it, under the schema's dotted key."""
-    from boostmdr import bm25, encode, fusion, judge, miners, search, train
+    from boostmdr import batching, bm25, encode, fusion, judge, miners, search, tables, topics, train
     from boostmdr.demo.tiny_lm import JudgeTrainSettings, TinyLMSettings
+    from boostmdr.demo.topic_classifiers import ClassifierSettings
     from boostmdr.encoder import EncoderSettings
     from boostmdr.llm.options import BACKEND_DEFAULTS
     from boostmdr.llm.runner import parse_samples_spec
 
     t, e, j, f = train.TrainConfig(), EncoderSettings(), judge.JudgeSettings(), fusion.FusionSettings()
     lm, lt = TinyLMSettings(), JudgeTrainSettings()
+    b, ts, fc = batching.BatchingSettings(), topics.TopicSettings(), ClassifierSettings()
     out = {
         "training.batch_size": t.batch_size,
         "training.group_size": t.group_size,
@@ -158,6 +165,17 @@ def _library_defaults() -> dict:
         "tiny_models.causal_lms.*.train_steps": lt.max_steps,
         "tiny_models.causal_lms.*.batch_size": lt.batch_size,
         "tiny_models.causal_lms.*.lr": lt.lr,
+        "variant_defaults.batching.same_language": b.same_language,
+        "variant_defaults.batching.topic_balance": b.topic_balance,
+        "variant_defaults.batching.weights": b.weights,
+        "variant_defaults.batching.alpha": b.alpha,
+        "variant_defaults.batching.beta": b.beta,
+        "variant_defaults.batching.loss_weighting": t.loss_weighting,
+        "topics.text": ts.text,
+        "topics.preprocessing": ts.preprocessing,
+        "tables.*.layout": tables.LAYOUTS[0],
+        **{f"tiny_models.topic_classifiers.*.{k}": getattr(fc, k)
+           for k in ("dim", "epoch", "lr", "word_ngrams", "bucket", "holdout", "seed")},
     }
     out.update({f"judges.*.{k}": v for k, v in BACKEND_DEFAULTS.items()})
     return out

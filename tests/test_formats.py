@@ -164,3 +164,22 @@ def test_read_verdicts_refuses_a_second_verdict_and_a_grade_outside_0_1_2(tmp_pa
     write_verdicts(tmp_path / "c.jsonl", [{"qid": "q", "docid": "d", "verdict": 3}])
     with pytest.raises(FormatError, match=r"c.jsonl:1: verdict must be 0, 1, 2 or null, got 3"):
         read_verdicts([tmp_path / "c.jsonl"])
+
+
+def test_topic_labels_round_trip_and_a_second_line_for_a_query_names_its_line(tmp_path):
+    from boostmdr.formats import ClassifierLabel, TopicRecord, read_topic_labels, write_topic_labels
+
+    records = [
+        TopicRecord("q1", "sw", "GE", "3#0", "dbpedia", {"yahoo_answers": ClassifierLabel(1, "Society & Culture", 0.61),
+                                                         "dbpedia": ClassifierLabel(9, "Village", 0.93)}),
+        TopicRecord("q2", "sw", "OT", None, "fallback"),
+    ]
+    path = tmp_path / "sw.jsonl"
+    write_topic_labels(path, records)
+    assert read_topic_labels(path) == records
+    path.write_text(path.read_text() + path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(FormatError, match=r"sw.jsonl:3: query 'q1' \(sw\) has a second topic line"):
+        read_topic_labels(path)
+    path.write_text('{"qid": "q1", "lang": "sw"}\n')
+    with pytest.raises(FormatError, match=r"sw.jsonl:1: not a topic record"):
+        read_topic_labels(path)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from boostmdr.loss import contrastive_loss, positive_targets, similarity_scores
+from boostmdr.loss import contrastive_loss, hard_negative_weighting, positive_targets, similarity_scores
 
 # Two queries, group size 2 (query 0 owns passages 0,1; query 1 owns passages 2,3), dot product:
 #   q0 . p = [2, 1, 0, 1]   positive p0 (score 2)
@@ -112,6 +112,67 @@ def test_gradcheck_weighted_cosine():
 def test_query_weights_scale_per_query_terms():
     out = contrastive_loss(Q, P, 2, 1.0, similarity="dot", query_weights=torch.tensor([2.0, 0.0], dtype=torch.float64))
     assert out.loss.item() == pytest.approx((2 * 0.6265233750364456 + 0) / 2, abs=1e-12)
+
+
+# Stage 3's three loss weightings on the same two queries; hard-negative weights omega = [[2.0], [0.5]] (group size 2:
+# passage 1 is query 0's only hard negative, passage 3 query 1's). Plain terms L0 = 0.62652..., L1 = 1.00640...
+OMEGA = torch.tensor([[2.0], [0.5]], dtype=torch.float64)
+
+
+def _weighted(weighting, omega=OMEGA, q=Q, p=P, group_size=2, temperature=1.0, similarity="dot"):
+    return contrastive_loss(q, p, group_size, temperature, similarity=similarity,
+                            **hard_negative_weighting(omega, weighting))  # fmt: skip
+
+
+def test_paper_weighting_by_hand():
+    # L = 1/|B| sum over the triplets of omega(d-) L_MR(q) = (2.0 L0 + 0.5 L1) / 2
+    #   = (2.0 x 0.6265233750364456 + 0.5 x 1.006408868078168) / 2 = 0.8781255920559876
+    assert _weighted("paper").loss.item() == pytest.approx(0.8781255920559876, abs=1e-12)
+
+
+def test_paper_weighting_normalises_by_the_number_of_triplets():
+    # group size 3: each query has two hard negatives; query 0 weighs (1, 3) -> mean 2, query 1 (0.5, 0.5) -> 0.5,
+    # so the loss is (2 L0' + 0.5 L1') / 2 over the plain per-query terms L' of this batch
+    torch.manual_seed(4)
+    q, p = torch.randn(2, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    plain = contrastive_loss(q, p, 3, 0.5, similarity="dot").per_query
+    omega = torch.tensor([[1.0, 3.0], [0.5, 0.5]], dtype=torch.float64)
+    out = _weighted("paper", omega, q, p, group_size=3, temperature=0.5)
+    assert out.loss.item() == pytest.approx((2 * plain[0].item() + 0.5 * plain[1].item()) / 2, abs=1e-12)
+    assert torch.equal(out.per_query, plain)  # the weights scale terms, not the softmax
+
+
+def test_authors_weighting_by_hand():
+    # the authors' code: InfoNCE of the batch x mean weight = (L0 + L1) / 2 x (2.0 + 0.5) / 2 = 1.0205826519466334
+    assert _weighted("authors").loss.item() == pytest.approx(1.0205826519466334, abs=1e-12)
+
+
+def test_softmax_weighting_by_hand():
+    # per-passage weights [2.0 (q0's positive, as q1's in-batch negative), 2.0, 0.5 (q1's positive), 0.5]:
+    #   L0 = -log(e^2 / (e^2 + 2.0 e^1 + 0.5 e^0 + 0.5 e^1)) = 0.6868102669405385
+    #   L1 = -log(e^1 / (2.0 e^0 + 2.0 e^1 + e^1 + 0.5 e^0)) = 1.3660147638384048
+    out = _weighted("softmax")
+    assert out.per_query.tolist() == pytest.approx([0.6868102669405385, 1.3660147638384048], abs=1e-12)
+    assert out.loss.item() == pytest.approx(1.0264125153894716, abs=1e-12)
+
+
+@pytest.mark.parametrize("weighting", ["paper", "authors", "softmax"])
+def test_every_weighting_with_unit_weights_is_plain_infonce(weighting):
+    torch.manual_seed(5)
+    q, p = torch.randn(4, 8), torch.randn(4 * 3, 8)
+    for sim in ("cos", "dot"):
+        ref = F.cross_entropy(similarity_scores(q, p, sim) / 0.05, positive_targets(4, 3))
+        got = _weighted(weighting, torch.ones(4, 2), q, p, group_size=3, temperature=0.05, similarity=sim).loss
+        assert torch.allclose(got, ref, rtol=0, atol=1e-6), (weighting, sim)
+
+
+def test_weighting_errors_name_the_choices():
+    with pytest.raises(ValueError, match=r"unknown loss weighting 'mean'; choose one of \('paper', 'authors', 'softmax'\)"):
+        hard_negative_weighting(OMEGA, "mean")
+    with pytest.raises(ValueError, match=r"shape \[B, G-1\], got \[2\]"):
+        hard_negative_weighting(OMEGA[:, 0], "paper")
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        hard_negative_weighting(-OMEGA, "softmax")
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ def test_default_sampler_mixes_languages():
 
 def test_registry_errors_name_the_choices():
     ds = GroupDataset([PoolQuery("q", "x", "sw", ("d",), ("n",))], {"sw": {"d": "", "n": ""}}, 2, 0)
-    with pytest.raises(ValueError, match=r"unknown sampler 'topic'; registered samplers: \['shuffled'\]"):
+    with pytest.raises(ValueError, match=r"unknown sampler 'topic'; registered samplers: \['manifest', 'shuffled'\]"):
         build_sampler("topic", ds, 1, 0)
     with pytest.raises(ValueError, match="only the option drop_last"):
         build_sampler("shuffled", ds, 1, 0, {"langs": "sw"})

@@ -158,3 +158,35 @@ def test_stats_table_averages_present_values_prints_na_and_renders_all_formats()
     assert [r.cells for r in counts.rows] == [("752.5", "1,470", "35")]
     with pytest.raises(tables.TableError, match=r"no statistics for language\(s\) \['te'\]"):
         tables.stats_table(rows, stats, ["sw", "te"])
+
+
+def test_topic_table_counts_per_language_with_totals():
+    counts = {"sw": {"GE": 1200, "SM": 3}, "te": {"SM": 2, "OT": 1}}
+    table = tables.topic_table(counts, LANGS, ["SM", "GE", "OT"], title="Table 13")
+    assert tables.to_csv(table) == (
+        "lang,SM,GE,OT,Total,note\n"
+        "sw,3,\"1,200\",0,\"1,203\",\n"
+        "te,2,0,1,3,\n"
+        "Total,5,\"1,200\",1,\"1,206\",\n"
+    )
+    with pytest.raises(tables.TableError, match=r"topic\(s\) \['XX'\] are not in the scheme's topics"):
+        tables.topic_table({"sw": {"XX": 1}, "te": {}}, LANGS, ["SM"])
+    with pytest.raises(tables.TableError, match=r"no topic counts for language\(s\) \['te'\]"):
+        tables.topic_table({"sw": {}}, LANGS, ["SM"])
+
+
+def test_batch_table_prints_each_rows_statistics_and_na_without_topics():
+    stage3 = {"one_language_batch_share": 1.0, "queries_used_share": 0.9512, "mean_weight": 0.85,
+              "distinct_topics_per_batch": {"mean": 7.25}, "attainable_topics_per_batch": {"mean": 8.0},
+              "language_step_share": {"sw": 0.4, "te": 0.6, "mixed": 0.0}}
+    shuffled = {"one_language_batch_share": 0.125, "queries_used_share": 0.98, "mean_weight": None,
+                "distinct_topics_per_batch": None, "attainable_topics_per_batch": None,
+                "language_step_share": {"sw": 0.0625, "te": 0.0625, "mixed": 0.875}}
+    rows = [{"label": "Stage 3", "backbone": "bge", "variant": "a"}, {"label": "Shuffled", "backbone": "bge", "variant": "b"},
+            {"label": "Full", "pending": "not yet built: stage 2"}]
+    table = tables.batch_table(rows, {"Stage 3": stage3, "Shuffled": shuffled}, LANGS)
+    assert table.columns[:5] == ("One-language batches (%)", "Distinct topics / batch", "Most the data allows",
+                                 "Queries used / epoch (%)", "Mean weight")
+    assert table.rows[0].cells == ("100.0", "7.25", "8.00", "95.1", "0.850", "40.0", "60.0", "0.0")
+    assert table.rows[1].cells == ("12.5", "n/a", "n/a", "98.0", "n/a", "6.3", "6.3", "87.5")
+    assert table.rows[2].pending == "not yet built: stage 2"

@@ -12,11 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from boostmdr.encoder import Encoder, EncoderSettings
-from boostmdr.sampler import BatchWeights, ShuffledBatchSampler
+from boostmdr.formats import read_manifest
+from boostmdr.sampler import BatchWeights, ShuffledBatchSampler, build_sampler
 from boostmdr.train import TrainConfig, latest_checkpoint, main, train
 from boostmdr.training_data import GroupDataset, parse_corpus_args
 
-from train_fixtures import make_tiny_model, make_toy_data
+from train_fixtures import make_tiny_model, make_toy_data, make_toy_manifest
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -133,6 +134,60 @@ def test_weight_provider_sees_the_batch_in_loss_order_and_its_weights_reach_the_
     w_zero, s_zero, _ = _run(toy, _RecordingProvider(no_hard_negatives))
     assert s_zero["final_loss"] < s_plain["final_loss"]  # fewer terms in every denominator
     assert any(not torch.equal(plain[k], w_zero[k]) for k in plain)
+
+
+def test_a_replayed_manifest_trains_exactly_its_groups_with_its_weights(toy, tmp_path):
+    manifest = make_toy_manifest(tmp_path, toy["data"], batch_size=4, group_size=3, epochs=2, seed=7)
+    ds = _dataset(toy, group_size=3)
+    sampler, provider = build_sampler("manifest", ds, 4, 0, {"manifest": str(manifest)})
+    recording = _RecordingProvider(provider)
+    config = TrainConfig(epochs=2, batch_size=4, group_size=3, lr=1e-3, save_steps=0)
+    summary = train(_encoder(toy), ds, sampler, config, weight_provider=recording, show_progress=False)
+    _, steps = read_manifest(manifest)
+    assert summary["steps"] == len(steps) == 8
+    assert [[(g.lang, g.qid) for g in v.groups] for v in recording.views] == [
+        [(lang, qid) for lang, qid, _ in s.queries] for s in steps
+    ]
+    assert [v.epoch for v in recording.views] == [s.epoch for s in steps]
+    first = provider(recording.views[0]).hard_negatives
+    assert torch.allclose(first, torch.tensor(steps[0].weights, dtype=torch.float32))
+    assert first.shape == (4, 2) and len(set(first.flatten().tolist())) > 1  # proportion weights differ by topic
+
+
+def test_a_shuffled_manifest_trains_bitwise_like_the_shuffled_sampler(toy, tmp_path):
+    # A variant without stage 3 trains from a manifest too: the same batches as before manifests, no weights.
+    manifest = make_toy_manifest(tmp_path, toy["data"], 4, 4, 2, 5, "--no-same-language", "--no-topic-balance",
+                                 "--weights", "none")  # fmt: skip
+    ds = _dataset(toy)
+    config = TrainConfig(epochs=2, batch_size=4, group_size=4, lr=1e-3, save_steps=0, seed=5)
+    runs = []
+    for sampler, provider in [build_sampler("manifest", ds, 4, 5, {"manifest": str(manifest)}),
+                              (ShuffledBatchSampler(len(ds), 4, 5), None)]:  # fmt: skip
+        assert provider is None
+        torch.manual_seed(0)
+        encoder = _encoder(toy)
+        runs.append((train(encoder, ds, sampler, config, show_progress=False), _weights(encoder)))
+    (s_manifest, w_manifest), (s_shuffled, w_shuffled) = runs
+    assert s_manifest["final_loss"] == s_shuffled["final_loss"]
+    assert all(torch.equal(w_manifest[k], w_shuffled[k]) for k in w_shuffled)
+
+
+def test_a_manifest_that_does_not_fit_the_run_is_refused(toy, tmp_path):
+    manifest = make_toy_manifest(tmp_path, toy["data"], batch_size=4, group_size=4, epochs=1, seed=0)
+    ds = _dataset(toy)
+    with pytest.raises(ValueError, match="manifest batches hold 4 queries, the trainer's --batch-size is 2"):
+        build_sampler("manifest", ds, 2, 0, {"manifest": str(manifest)})
+    with pytest.raises(ValueError, match="weights are for group size 4, the trainer's --group-size is 3"):
+        build_sampler("manifest", _dataset(toy, group_size=3), 4, 0, {"manifest": str(manifest)})
+    sw_only, _ = GroupDataset.from_files(toy["data"]["negatives"][:1], parse_corpus_args(toy["data"]["corpus"]), 4, 0)
+    with pytest.raises(Exception, match="not among the trainer's training queries"):
+        build_sampler("manifest", sw_only, 4, 0, {"manifest": str(manifest)})
+    sampler, _ = build_sampler("manifest", ds, 4, 0, {"manifest": str(manifest)})
+    with pytest.raises(ValueError, match="lays out 1 epoch.*epoch 2 was asked for"):
+        train(_encoder(toy), ds, sampler, TrainConfig(epochs=2, batch_size=4, group_size=4, save_steps=0),
+              show_progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="takes exactly the option manifest=PATH"):
+        build_sampler("manifest", ds, 4, 0, {"path": str(manifest)})
 
 
 def test_state_is_resumed_only_by_the_same_run(toy, tmp_path, caplog):

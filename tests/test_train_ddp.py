@@ -1,4 +1,6 @@
-"""Two processes under torchrun (gloo, CPU) train exactly like one process on the same global batch."""
+"""Two processes under torchrun (gloo, CPU) train exactly like one process on the same global batch: both replay
+the same stage-3 batch manifest (monolingual global batches, each process encoding its slice) with per-negative
+weights in the paper's loss."""
 
 from __future__ import annotations
 
@@ -12,15 +14,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train_fixtures import make_tiny_model, make_toy_data
+from train_fixtures import make_tiny_model, make_toy_data, make_toy_manifest
 
 VENV_BIN = Path(sys.executable).parent
 
 
-def _cmd(model: Path, data: dict, out: Path, state: Path) -> list[str]:
+def _cmd(model: Path, data: dict, manifest: Path, out: Path, state: Path) -> list[str]:
     return [
         "--model", str(model), "--pooling", "mean", "--no-normalize",
         "--negatives", *data["negatives"], "--corpus", *data["corpus"],
+        "--sampler", "manifest", "--sampler-arg", f"manifest={manifest}", "--loss-weighting", "paper",
         "--out", str(out), "--state-dir", str(state),
         "--epochs", "1", "--max-steps", "3", "--batch-size", "4", "--group-size", "3",
         "--lr", "1e-4", "--warmup-ratio", "0.34",  # no normalisation: dot product / temperature 1 by default
@@ -32,14 +35,15 @@ def _cmd(model: Path, data: dict, out: Path, state: Path) -> list[str]:
 def test_two_processes_match_one_process(tmp_path):
     model = make_tiny_model(tmp_path / "model", dropout=0.0)
     data = make_toy_data(tmp_path / "data")
+    manifest = make_toy_manifest(tmp_path / "data", data, batch_size=4, group_size=3, epochs=1, seed=42)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     one = subprocess.Popen(
-        [sys.executable, "-m", "boostmdr.train", *_cmd(model, data, tmp_path / "one", tmp_path / "s1")],
+        [sys.executable, "-m", "boostmdr.train", *_cmd(model, data, manifest, tmp_path / "one", tmp_path / "s1")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     two = subprocess.run(
         [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "boostmdr.train",
-         *_cmd(model, data, tmp_path / "two", tmp_path / "s2")],
+         *_cmd(model, data, manifest, tmp_path / "two", tmp_path / "s2")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240,
     )  # fmt: skip
     out_one, _ = one.communicate(timeout=240)
@@ -51,6 +55,7 @@ def test_two_processes_match_one_process(tmp_path):
     assert (s1["world_size"], s2["world_size"]) == (1, 2)
     assert (s2["config"]["similarity"], s2["config"]["temperature"]) == ("dot", 1.0)
     assert s1["steps"] == s2["steps"] == 3
+    assert s1["sampler"] == "manifest" and s2["config"]["loss_weighting"] == "paper"
     assert s2["final_loss"] == pytest.approx(s1["final_loss"], abs=1e-5)
     assert s2["mean_loss_last_50_steps"] == pytest.approx(s1["mean_loss_last_50_steps"], abs=1e-5)
 

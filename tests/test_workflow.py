@@ -1,8 +1,9 @@
 """End to end: the workflow's default target machinery on a tiny overlay of the embedded default config.
 
 Runs the real rules (synthetic benchmark, prepare, tiny models, BM25, dense zero-shot retrieval, miners, stage-1
-fusion and LLM judge, training, evaluation, tables) in a scratch working directory, then checks the tables
-against the evaluation files and the evaluation files against pytrec_eval on the written runs and qrels.
+fusion and LLM judge, stage-3 topics and batch manifests, training, evaluation, tables) in a scratch working
+directory, then checks the tables against the evaluation files and the evaluation files against pytrec_eval on the
+written runs and qrels. One stage-3 variant (Table 3's "w/o stage 2": the stage-1 pool with stage 3) is trained.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ OVERLAY = {
     "training": {"batch_size": 8, "save_steps": 5},
 }
 TARGETS = ["results/tables/table1.md", "results/tables/table2.md", "results/tables/elimination.md",
-           "results/tables/judge_quality.md"]
+           "results/tables/judge_quality.md", "results/tables/table3.md", "results/tables/table13.md",
+           "results/tables/batches.md"]
 
 
 def snakemake(workdir, targets, flags=(), timeout=1800):
@@ -118,6 +120,29 @@ def test_table2_has_every_miner_and_a_stage1_row_and_pending_full_method(workflo
     assert "not yet built" in " ".join(rows["Ours"])
 
 
+@pytest.mark.slow
+def test_stage3_topics_batches_and_a_stage3_variant_end_to_end(workflow_run):
+    # Table 13: every prepared training query has a topic; the demo classifiers beat the majority class.
+    rows = _table_rows((workflow_run / "results/tables/table13.md").read_text())
+    for lang in OVERLAY["languages"]:
+        train = (workflow_run / f"results/data/{lang}/train.jsonl").read_text().splitlines()
+        assert int(rows[lang][-1].replace(",", "")) == len(train)
+    for name in ("yahoo_answers", "dbpedia"):
+        report = json.loads((workflow_run / f"results/models/tiny/fasttext/{name}.json").read_text())
+        assert report["accuracy"] > report["majority_class_accuracy"] + 0.2, report
+    # Table 3: the stage-3 row is measured, the rows that need stage 2 are pending.
+    rows = _table_rows((workflow_run / "results/tables/table3.md").read_text())
+    assert all(c.replace(".", "", 1).isdigit() for c in rows["w/o Stage 2"]), rows["w/o Stage 2"]
+    assert "not yet built" in " ".join(rows["Full Model"])
+    summary = json.loads((workflow_run / "results/models/bge/wo_stage2/training_summary.json").read_text())
+    assert summary["sampler"] == "manifest" and summary["config"]["loss_weighting"] == "paper"
+    # The batches table: the stage-3 manifest is monolingual, the stage-1-only one is the old shuffled batches.
+    rows = _table_rows((workflow_run / "results/tables/batches.md").read_text())
+    assert rows["w/o Stage 2"][0] == "100.0" and float(rows["Stage 1 only (shuffled)"][0]) < 100.0
+    stats = json.loads((workflow_run / "results/batches/wo_stage2/epochs-1.stats.json").read_text())
+    assert stats["mode"] == "both" and stats["steps_per_epoch"] == summary["steps_per_epoch"]
+
+
 def _planned(workdir, extra_overlay: dict) -> dict[str, int]:
     """Dry-run the same targets with one more overlay; returns planned jobs per rule."""
     (workdir / "edit.yaml").write_text(yaml.safe_dump(extra_overlay))
@@ -142,8 +167,9 @@ def test_editing_one_variant_replans_only_that_variant(workflow_run):
     n_langs = len(OVERLAY["languages"])
     shards = yaml.safe_load((REPO / "config/config.yaml").read_text())["corpus_shards"] | OVERLAY["corpus_shards"]
     n_shards = sum(shards.get(lang, shards["default"]) for lang in OVERLAY["languages"])
-    assert planned == {"pool": n_langs, "train": 1, "encode_corpus": n_shards, "search_dense": n_langs,
-                       "evaluate": n_langs, "table": 1}, planned
+    # its batch manifest is rebuilt from the new pool, and the batches table shows it
+    assert planned == {"pool": n_langs, "batches": 1, "train": 1, "encode_corpus": n_shards, "search_dense": n_langs,
+                       "evaluate": n_langs, "table": 2}, planned
 
 
 @pytest.mark.slow
@@ -155,7 +181,9 @@ def test_editing_the_judge_model_replans_verdicts_not_candidates(workflow_run):
     n_langs = len(OVERLAY["languages"])
     assert planned["tiny_lm"] == 1
     assert planned["judge"] == n_langs  # one chunk per language in the overlay
-    assert planned["pool"] == n_langs and planned["train"] == 1
+    # the judged pool feeds the stage-1-only and the "w/o stage 2" trainings, and the five manifests of the batches
+    # table (w/o stage 2, its three batching ablations, stage 1 only)
+    assert planned["pool"] == n_langs and planned["train"] == 2 and planned["batches"] == 5
     for upstream in ("synthetic_language", "prepare", "tiny_encoder", "candidates_dense", "fuse", "mine", "bm25_index"):
         assert upstream not in planned, planned
 

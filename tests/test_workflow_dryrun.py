@@ -73,8 +73,12 @@ def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     # Five zero-shot backbones encode every shard; each fine-tuned model (24) encodes every shard again.
     assert counts["encode_corpus"] == (5 + counts["train"]) * shards
     # The miners' rows of tables 2, 15, 16 train one model per (backbone, miner) pair: 4 backbones x 5 miners,
-    # plus stage-1-only rows for the same 4 backbones.
-    assert counts["train"] == 4 * 5 + 4
+    # plus stage-1-only rows for the same 4 backbones, plus Table 3's "w/o stage 2" (stage-1 pool + stage 3) on BGE.
+    assert counts["train"] == 4 * 5 + 4 + 1
+    # Every training replays a batch manifest, one per variant and epoch count (16 for mBERT and mDPR, 20 for mE5
+    # and BGE): 5 miners x 2 + stage-1 only x 2 + w/o stage 2, plus the batches table's three stage-1-pool ablations.
+    assert counts["batches"] == 5 * 2 + 2 + 1 + 3
+    assert counts["topics"] == n_langs
     assert counts["mine"] == 5 * n_langs
     assert counts["judge"] == 8 * n_langs
     assert "synthetic_language" not in counts and "tiny_encoder" not in counts

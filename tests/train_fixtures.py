@@ -81,3 +81,23 @@ def make_toy_data(directory: Path, queries_per_lang: int = 12, passage_words: in
         out["negatives"].append(str(directory / f"{lang}.negatives.jsonl"))
         out["corpus"].append(f"{lang}={directory / lang / 'corpus.jsonl'}")
     return out
+
+
+def make_toy_manifest(directory: Path, data: dict, batch_size: int, group_size: int, epochs: int, seed: int,
+                      *flags: str) -> Path:
+    """Topic files for the toy data (topic = "ABC"[qid % 3]) and a batch manifest built from them by the batching
+    CLI (same-language, topic-balanced, proportion weights unless ``flags`` say otherwise)."""
+    from boostmdr import batching
+    from boostmdr.formats import TopicRecord, read_negatives, write_topic_labels
+
+    topics = []
+    for path in data["negatives"]:
+        records = read_negatives(path)
+        out = directory / f"{records[0].lang}.topics.jsonl"
+        write_topic_labels(out, [TopicRecord(r.qid, r.lang, "ABC"[int(r.qid) % 3], None, "fallback") for r in records])
+        topics.append(str(out))
+    manifest = directory / "batches.jsonl.gz"
+    batching.main(["--negatives", *data["negatives"], "--topics", *topics, "--batch-size", str(batch_size),
+                   "--group-size", str(group_size), "--epochs", str(epochs), "--seed", str(seed), *flags,
+                   "--out", str(manifest), "--stats", str(directory / "batches.stats.json")])  # fmt: skip
+    return manifest

@@ -2,8 +2,9 @@
 
 Every format that passes between rules has its one reader and its one writer here: JSON lines
 (optionally gzipped), topic TSVs, TREC qrels and runs, the prepared ``train.jsonl`` and ``corpus.jsonl``,
-candidate positive scores, corpus shard embeddings, verdict files, evaluation records, and the negatives
-files that miners, the stage-1 judge and the stage-2 generator all write. Readers raise
+candidate positive scores, corpus shard embeddings, verdict files, evaluation records, the negatives
+files that miners, the stage-1 judge and the stage-2 generator all write, and stage 3's topic files and
+batch manifests. Readers raise
 :class:`FormatError`, which names the file and the 1-based line of the problem. Writers go through
 :func:`atomic_write`, so a killed step never leaves a complete-looking file.
 """
@@ -678,3 +679,165 @@ def read_eval(path: str | os.PathLike) -> EvalResult:
 
 def write_eval(path: str | os.PathLike, result: EvalResult) -> None:
     write_json(path, result.to_json())
+
+
+# ------------------------------------------------------------------------------ stage 3: topics
+
+
+@dataclass(frozen=True)
+class ClassifierLabel:
+    """One fastText classifier's top-1 answer: the official label number (``__label__N``), its name from
+    the config's label list, and the classifier's probability."""
+
+    number: int
+    label: str
+    prob: float
+
+    def to_json(self) -> dict:
+        return {"number": self.number, "label": self.label, "prob": self.prob}
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """One line of a topic file: a training query, the passage whose text was classified (``None`` when the
+    query itself was, or when there was nothing to classify), every classifier's answer, the topic code,
+    and what decided it (a classifier's name, or ``"fallback"``)."""
+
+    qid: str
+    lang: str
+    topic: str
+    docid: str | None
+    decided_by: str
+    labels: dict[str, ClassifierLabel] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "qid": self.qid,
+            "lang": self.lang,
+            "docid": self.docid,
+            "topic": self.topic,
+            "decided_by": self.decided_by,
+            "labels": {name: lab.to_json() for name, lab in self.labels.items()},
+        }
+
+
+def read_topic_labels(path: str | os.PathLike) -> list[TopicRecord]:
+    """Read a topic file (``results/stage3/topics/{lang}.jsonl``); a query listed twice names its line."""
+    out: list[TopicRecord] = []
+    seen: set[tuple[str, str]] = set()
+    for lineno, rec in read_jsonl(path):
+        try:
+            labels = {
+                str(name): ClassifierLabel(int(v["number"]), str(v["label"]), float(v["prob"]))
+                for name, v in rec["labels"].items()
+            }
+            docid = rec["docid"]
+            record = TopicRecord(
+                qid=str(rec["qid"]), lang=str(rec["lang"]), topic=str(rec["topic"]),
+                docid=None if docid is None else str(docid), decided_by=str(rec["decided_by"]), labels=labels,
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise FormatError(path, lineno, f"not a topic record (missing or malformed field: {err})") from None
+        key = (record.lang, record.qid)
+        if key in seen:
+            raise FormatError(path, lineno, f"query {record.qid!r} ({record.lang}) has a second topic line")
+        seen.add(key)
+        out.append(record)
+    return out
+
+
+def write_topic_labels(path: str | os.PathLike, records: Iterable[TopicRecord]) -> int:
+    """Write a topic file atomically, one query per line; returns the count."""
+    return write_jsonl(path, (r.to_json() for r in records))
+
+
+# ---------------------------------------------------------------------- stage 3: batch manifests
+
+MANIFEST_FORMAT = "boostmdr.batch-manifest"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ManifestStep:
+    """One global batch of a batch manifest: its epoch and step (both 0-based), its queries as
+    ``(lang, qid, topic)`` in loss order (``topic`` ``None`` when topics were not used), and per query the
+    weight of each hard-negative slot of its group (``None``: the batch is not weighted)."""
+
+    epoch: int
+    step: int
+    queries: tuple[tuple[str, str, str | None], ...]
+    weights: tuple[tuple[float, ...], ...] | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "queries": [list(q) for q in self.queries],
+            "weights": None if self.weights is None else [list(w) for w in self.weights],
+        }
+
+
+def write_manifest(path: str | os.PathLike, header: Mapping[str, Any], steps: Iterable[ManifestStep]) -> int:
+    """Write a batch manifest atomically (gzip JSON lines when the name ends in ``.gz``): the header object
+    first (it gets ``format`` and ``version``), then one line per step in training order; returns the
+    number of steps."""
+    n = 0
+    with atomic_write(path) as fh:
+        head = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, **header}
+        fh.write(json.dumps(head, ensure_ascii=False))
+        fh.write("\n")
+        for step in steps:
+            fh.write(json.dumps(step.to_json(), ensure_ascii=False, separators=(",", ":")))
+            fh.write("\n")
+            n += 1
+    return n
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], list[ManifestStep]]:
+    """Read a batch manifest: ``(header, steps)``. Checked: the header's format and version, every epoch
+    holding ``steps_per_epoch`` consecutive steps, every batch ``batch_size`` queries, and every weight row
+    ``group_size - 1`` finite non-negative numbers; a problem names the file and line."""
+    import math
+
+    header: dict[str, Any] | None = None
+    steps: list[ManifestStep] = []
+    for lineno, rec in read_jsonl(path):
+        if header is None:
+            if rec.get("format") != MANIFEST_FORMAT:
+                raise FormatError(path, lineno, f"not a batch manifest (first line lacks format {MANIFEST_FORMAT!r})")
+            if rec.get("version") != MANIFEST_VERSION:
+                raise FormatError(path, lineno, f"manifest version {rec.get('version')!r}; this reader knows {MANIFEST_VERSION}")
+            missing = [k for k in ("batch_size", "group_size", "epochs", "steps_per_epoch") if not isinstance(rec.get(k), int)]
+            if missing:
+                raise FormatError(path, lineno, f"manifest header lacks the integer field(s) {missing}")
+            header = rec
+            continue
+        per_epoch = header["steps_per_epoch"]
+        expected = (len(steps) // per_epoch, len(steps) % per_epoch) if per_epoch else (None, None)
+        try:
+            step = ManifestStep(
+                epoch=int(rec["epoch"]),
+                step=int(rec["step"]),
+                queries=tuple((str(q[0]), str(q[1]), None if q[2] is None else str(q[2])) for q in rec["queries"]),
+                weights=None if rec.get("weights") is None else tuple(tuple(float(x) for x in w) for w in rec["weights"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise FormatError(path, lineno, f"not a manifest step (missing or malformed field: {err})") from None
+        if (step.epoch, step.step) != expected:
+            raise FormatError(path, lineno, f"expected epoch {expected[0]} step {expected[1]}, got epoch {step.epoch} step {step.step}")
+        if len(step.queries) != header["batch_size"]:
+            raise FormatError(path, lineno, f"batch of {len(step.queries)} queries; the header says batch_size {header['batch_size']}")
+        if step.weights is not None:
+            slots = header["group_size"] - 1
+            if len(step.weights) != len(step.queries) or any(len(w) != slots for w in step.weights):
+                raise FormatError(path, lineno, f"weights must be {len(step.queries)} rows of {slots} (group_size - 1) numbers")
+            if any(not math.isfinite(x) or x < 0 for w in step.weights for x in w):
+                raise FormatError(path, lineno, "weights must be finite and >= 0")
+        steps.append(step)
+    if header is None:
+        raise FormatError(path, None, "empty batch manifest (no header line)")
+    if len(steps) != header["epochs"] * header["steps_per_epoch"]:
+        raise FormatError(
+            path, None, f"{len(steps)} steps; the header says {header['epochs']} epochs x {header['steps_per_epoch']} steps"
+        )
+    return header, steps

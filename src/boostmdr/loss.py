@@ -11,8 +11,23 @@ With per-negative weights ``w_ij`` (stage 3 of the paper, Sec. 3.5) the loss of 
 
 which is computed stably as cross-entropy over the logits ``s_ij + log w_ij`` (the positive's weight is 1).
 With every weight 1 it is exactly InfoNCE, i.e. ``F.cross_entropy(s, targets)``; a weight of 0 removes a
-negative from the denominator. Optional ``query_weights`` scale whole per-query terms instead (the
-literal reading of the paper's ``omega x L_MR``); both can be combined and both default to none.
+negative from the denominator. Optional ``query_weights`` scale whole per-query terms instead, and an
+optional ``batch_scale`` the whole batch loss; all default to none.
+
+Stage 3 gives every hard-negative slot ``k`` of query ``i`` a weight ``omega_ik`` (:mod:`boostmdr.batching`).
+:func:`hard_negative_weighting` turns them into one of three losses (``--loss-weighting``):
+
+* ``paper`` (default): the paper's ``L_final = 1/|B| sum_{(q, d+, d-) in B} omega(d-) x L_MR(q)`` over the
+  batch's triplets, each query contributing one triplet per hard negative. With ``|B|`` the number of
+  triplets, ``B (G-1)``, this is ``(1/B) sum_i mean_k(omega_ik) L_i``: per-query weights equal to the mean
+  weight of the query's hard negatives (``L_MR`` keeps all in-batch negatives in its denominator);
+* ``authors``: the released code's ``loss * omega.mean()``: plain InfoNCE of the batch times the batch's
+  mean weight, ``mean_i(L_i) x mean_ik(omega_ik)``;
+* ``softmax``: the weights inside the denominator as above, per passage: a hard negative weighs its own
+  ``omega_ik`` in every row where it is a negative, and a query's positive, as an in-batch negative of the
+  other queries, weighs the mean weight of its group's hard negatives.
+
+With every weight 1 all three are plain InfoNCE.
 """
 
 from __future__ import annotations
@@ -81,6 +96,7 @@ def contrastive_loss(
     weights: Tensor | None = None,
     similarity: Similarity = "cos",
     query_weights: Tensor | None = None,
+    batch_scale: Tensor | None = None,
 ) -> LossOutput:
     """Group-wise InfoNCE with in-batch negatives and optional per-negative weights.
 
@@ -94,6 +110,7 @@ def contrastive_loss(
             ignored (that weight is 1). ``None`` means all ones.
         similarity: ``"cos"`` (embeddings normalised here) or ``"dot"``.
         query_weights: optional ``[B]`` multipliers of the per-query terms; the loss is ``mean(w_i * L_i)``.
+        batch_scale: optional scalar multiplier of the batch loss (no gradient flows into it).
 
     Returns:
         :class:`LossOutput`; ``loss`` is the mean over queries.
@@ -123,9 +140,37 @@ def contrastive_loss(
         loss = (per_query * query_weights.detach().to(per_query)).mean()
     else:
         loss = F.cross_entropy(logits, targets)  # bit-identical to plain InfoNCE (mean of per_query up to rounding)
+    if batch_scale is not None:
+        if batch_scale.numel() != 1:
+            raise ValueError(f"batch_scale must be a scalar, got shape {list(batch_scale.shape)}")
+        loss = loss * batch_scale.detach().to(loss).reshape(())
     with torch.no_grad():
         accuracy = (logits.argmax(dim=1) == targets).float().mean()
     return LossOutput(loss=loss, per_query=per_query, logits=logits, accuracy=accuracy)
+
+
+LOSS_WEIGHTINGS: tuple[str, ...] = ("paper", "authors", "softmax")
+
+
+def hard_negative_weighting(hard_negatives: Tensor, weighting: str = "paper") -> dict[str, Tensor]:
+    """The :func:`contrastive_loss` keyword arguments of one weighting of the hard-negative weights.
+
+    Args:
+        hard_negatives: ``[B, G-1]``: the weight of each hard-negative slot of each query's group.
+        weighting: ``paper``, ``authors`` or ``softmax`` (module docstring).
+    """
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"unknown loss weighting {weighting!r}; choose one of {LOSS_WEIGHTINGS}")
+    if hard_negatives.dim() != 2 or hard_negatives.shape[1] < 1:
+        raise ValueError(f"hard-negative weights must have shape [B, G-1], got {list(hard_negatives.shape)}")
+    if torch.isnan(hard_negatives).any() or (hard_negatives < 0).any():
+        raise ValueError("hard-negative weights must be finite and >= 0")
+    per_query = hard_negatives.mean(dim=1)
+    if weighting == "paper":
+        return {"query_weights": per_query}
+    if weighting == "authors":
+        return {"batch_scale": hard_negatives.mean()}
+    return {"weights": torch.cat([per_query.unsqueeze(1), hard_negatives], dim=1).reshape(-1)}
 
 
 # ------------------------------------------------------------------------------------ distributed

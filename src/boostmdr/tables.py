@@ -16,6 +16,11 @@ Layouts:
 * **statistics** (:func:`stats_table`): one row per statistic of a step (e.g. the stage-1 judge's
   elimination rate, or its precision against the synthetic benchmark's planted truth), columns ``Avg``
   then each language; percentages with one decimal, counts with thousands separators.
+* **topics** (:func:`topic_table`, the paper's Table 13): one row per language and a ``Total`` row,
+  columns the topic codes in the scheme's order and ``Total``; counts of training queries.
+* **batches** (:func:`batch_table`): one row per system, columns what its batch manifest's statistics
+  say (share of one-language batches, distinct topics per batch and the most the data allows, queries used
+  per epoch, mean weight, each language's share of steps).
 
 Rows are dicts ``{"label", "backbone", "variant"}`` (optionally ``"group"``, printed as the first
 column, for tables that group systems by backbone), or ``{"label", "pending": "reason"}`` for a
@@ -229,6 +234,64 @@ def stats_table(
     return Table(title=title, columns=("Avg", *languages), group=False, rows=tuple(out), label_header="Statistic")
 
 
+# ------------------------------------------------------------------------------------- stage 3 tables
+
+
+def topic_table(counts: Mapping[str, Mapping[str, int]], languages: Sequence[str], topics: Sequence[str],
+                title: str = "") -> Table:
+    """Rows = languages then ``Total``, columns = topic codes then ``Total`` (counts of training queries).
+
+    A topic found in the counts but not in ``topics`` is an error: the scheme and the topic files disagree."""
+    missing = [lang for lang in languages if lang not in counts]
+    if missing:
+        raise TableError(f"no topic counts for language(s) {missing}; have {sorted(counts)}")
+    unknown = sorted({t for lang in languages for t in counts[lang] if t not in topics})
+    if unknown:
+        raise TableError(f"topic(s) {unknown} are not in the scheme's topics {list(topics)}")
+    rows = []
+    totals = [0] * len(topics)
+    for lang in languages:
+        values = [int(counts[lang].get(t, 0)) for t in topics]
+        totals = [a + b for a, b in zip(totals, values)]
+        rows.append(TableRow(lang, tuple(count(v) for v in [*values, sum(values)])))
+    rows.append(TableRow("Total", tuple(count(v) for v in [*totals, sum(totals)])))
+    return Table(title=title, columns=(*topics, "Total"), group=False, rows=tuple(rows), label_header="Lang")
+
+
+def _fixed(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def batch_table(rows: Sequence[Mapping], stats: Mapping[str, Mapping[str, Any]], languages: Sequence[str],
+                title: str = "") -> Table:
+    """Rows = systems, columns = statistics of each row's batch manifest (``stats`` by row label)."""
+    specs = _parse_rows(rows)
+    columns = ("One-language batches (%)", "Distinct topics / batch", "Most the data allows",
+               "Queries used / epoch (%)", "Mean weight", *(f"{lang} steps (%)" for lang in languages),
+               "Mixed steps (%)")
+    out = []
+    for r in specs:
+        if r.pending is not None:
+            out.append(TableRow(r.label, None, r.pending, r.group))
+            continue
+        if r.label not in stats:
+            raise TableError(f"row {r.label!r}: no batch statistics")
+        s = stats[r.label]
+        distinct, attainable = s.get("distinct_topics_per_batch"), s.get("attainable_topics_per_batch")
+        share = s["language_step_share"]
+        cells = (
+            percent(s["one_language_batch_share"]),
+            _fixed(distinct["mean"] if distinct else None),
+            _fixed(attainable["mean"] if attainable else None),
+            percent(s["queries_used_share"]),
+            _fixed(s.get("mean_weight"), 3),
+            *(percent(share.get(lang, 0.0)) for lang in languages),
+            percent(share.get("mixed", 0.0)),
+        )
+        out.append(TableRow(r.label, cells, None, r.group))
+    return Table(title=title, columns=columns, group=any(r.group is not None for r in specs), rows=tuple(out))
+
+
 # ------------------------------------------------------------------------------------------ renderers
 
 
@@ -337,7 +400,7 @@ def write_table(table: Table, outputs: Sequence[str]) -> None:
 
 
 DEFAULT_EVAL_PATH = "results/eval/{backbone}/{variant}/{lang}.json"
-LAYOUTS = ("languages", "summary")
+LAYOUTS = ("languages", "summary", "topics", "batches")
 
 
 def write_results_table(smk: Any) -> None:
@@ -347,6 +410,10 @@ def write_results_table(smk: Any) -> None:
     variant[, group]} or {label, pending[, group]}), ``languages``, ``metric``, ``title``, ``layout``
     (``languages`` or ``summary``), ``measures`` (summary columns), ``eval_path`` (pattern of an eval file;
     every file it names must be an input of the rule, so the DAG and the table cannot disagree).
+
+    Layout ``topics`` reads the topic files (every input; params ``topics``: the topic codes in column
+    order) and layout ``batches`` the batch statistics (params ``row_files``: row label -> statistics file,
+    each an input).
     """
     from boostmdr.formats import read_eval
     from boostmdr.utils import setup_logging
@@ -363,6 +430,20 @@ def write_results_table(smk: Any) -> None:
     pattern = getattr(params, "eval_path", None) or DEFAULT_EVAL_PATH
 
     inputs = {os.path.normpath(p) for p in _flat(smk.input)}
+    if layout == "topics":
+        write_table(_topic_table_from_files(sorted(inputs), languages, list(getattr(params, "topics")), title),
+                    _flat(smk.output))
+        return
+    if layout == "batches":
+        from boostmdr.formats import read_json
+
+        row_files = dict(getattr(params, "row_files"))
+        for label, path in row_files.items():
+            if os.path.normpath(path) not in inputs:
+                raise TableError(f"row {label!r}: {path} is not an input of the rule")
+        stats = {label: read_json(path) for label, path in row_files.items()}
+        write_table(batch_table(rows, stats, languages, title=title), _flat(smk.output))
+        return
     scores: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
     for i, raw in enumerate(rows):
         row = RowSpec.from_dict(raw, i)
@@ -384,6 +465,18 @@ def write_results_table(smk: Any) -> None:
     else:
         table = language_table(rows, languages, getattr(params, "metric"), scores, title=title)
     write_table(table, _flat(smk.output))
+
+
+def _topic_table_from_files(paths: Sequence[str], languages: Sequence[str], topics: Sequence[str], title: str) -> Table:
+    from collections import Counter
+
+    from boostmdr.formats import read_topic_labels
+
+    counts: dict[str, Counter] = {}
+    for path in paths:
+        for rec in read_topic_labels(path):
+            counts.setdefault(rec.lang, Counter())[rec.topic] += 1
+    return topic_table(counts, languages, topics, title=title)
 
 
 def write_stats_table(smk: Any) -> None:

@@ -6,7 +6,9 @@ DistributedDataParallel (gloo on CPU, nccl on GPU). In both cases:
 
 * batches come from a :class:`boostmdr.sampler.BatchSampler` (global batches; each process encodes its
   contiguous slice), groups from :class:`boostmdr.training_data.GroupDataset`, optional weights from a
-  :class:`boostmdr.sampler.WeightProvider`;
+  :class:`boostmdr.sampler.WeightProvider`; the workflow replays a batch manifest (``--sampler manifest``,
+  stage 3), whose hard-negative weights enter the loss as ``--loss-weighting`` says
+  (:func:`boostmdr.loss.hard_negative_weighting`: the paper's equation, the authors' code, or the softmax);
 * query and passage embeddings are all-gathered (local shard kept in the graph) and every process computes
   :func:`boostmdr.loss.contrastive_loss` over the whole global batch; the backward loss is scaled by the
   world size, so DDP's gradient average equals the one-process gradient of the same global batch;
@@ -46,7 +48,15 @@ import torch.distributed as dist
 
 from boostmdr.encoder import Encoder, EncoderSettings, add_settings_arguments, resolve_settings, settings_overrides
 from boostmdr.formats import atomic_directory, write_json
-from boostmdr.loss import SIMILARITIES, LossOutput, contrastive_loss, distributed_loss_scale, gather_with_local_grad
+from boostmdr.loss import (
+    LOSS_WEIGHTINGS,
+    SIMILARITIES,
+    LossOutput,
+    contrastive_loss,
+    distributed_loss_scale,
+    gather_with_local_grad,
+    hard_negative_weighting,
+)
 from boostmdr.sampler import (
     SAMPLERS,
     BatchSampler,
@@ -87,6 +97,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     temperature: float = 0.05
     similarity: str = "cos"
+    loss_weighting: str = "paper"
     seed: int = 42
     max_steps: int | None = None
     save_steps: int = 500
@@ -105,6 +116,7 @@ class TrainConfig:
             (self.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0 disables clipping)"),
             (self.temperature > 0, "--temperature must be > 0"),
             (self.similarity in SIMILARITIES, f"--similarity must be one of {SIMILARITIES}"),
+            (self.loss_weighting in LOSS_WEIGHTINGS, f"--loss-weighting must be one of {LOSS_WEIGHTINGS}"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (self.save_steps >= 0, "--save-steps must be >= 0 (0: only the final output)"),
             (not (self.fp16 and self.bf16), "--fp16 and --bf16 exclude each other"),
@@ -392,7 +404,12 @@ def train(
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and config.fp16 else None
 
     fingerprint = _fingerprint(
-        {"config": config.result_fields(), "data": dataset.fingerprint(), "run": dict(run_identity or {})}
+        {
+            "config": config.result_fields(),
+            "data": dataset.fingerprint(),
+            "batches": sampler.fingerprint(),
+            "run": dict(run_identity or {}),
+        }
     )
     progress = Progress()
     resumed_from = None
@@ -523,7 +540,7 @@ def _train_step(
         group_size=config.group_size,
         temperature=config.temperature,
         similarity=config.similarity,
-        **_weight_kwargs(weights),
+        **_weight_kwargs(weights, config.loss_weighting),
     )
     loss = out.loss * distributed_loss_scale()
     if scaler is not None:
@@ -550,9 +567,15 @@ def _linear_warmup_decay(warmup: int, total: int, step: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def _weight_kwargs(weights: BatchWeights | None) -> dict[str, Any]:
+def _weight_kwargs(weights: BatchWeights | None, loss_weighting: str) -> dict[str, Any]:
+    """:func:`contrastive_loss` arguments of a batch's weights; hard-negative slot weights go through
+    :func:`hard_negative_weighting` (they may not be combined with the other two kinds)."""
     if weights is None:
         return {}
+    if weights.hard_negatives is not None:
+        if weights.negatives is not None or weights.queries is not None:
+            raise ValueError("a weight provider gave hard-negative weights together with passage or query weights")
+        return hard_negative_weighting(weights.hard_negatives, loss_weighting)
     return {"weights": weights.negatives, "query_weights": weights.queries}
 
 
@@ -608,6 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument(
         "--temperature", type=float, default=None,
         help=f"scores are divided by it; if unset, {COS_TEMPERATURE} for cos, {DOT_TEMPERATURE} for dot",
+    )  # fmt: skip
+    h.add_argument(
+        "--loss-weighting", choices=LOSS_WEIGHTINGS, default=d.loss_weighting,
+        help="how hard-negative weights (a manifest's) enter the loss: the paper's equation, the authors' code, "
+        "or inside the softmax (boostmdr.loss)",
     )  # fmt: skip
     h.add_argument("--seed", type=int, default=d.seed, help="seeds batches, groups and initialisation")
     h.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (optional cap)")

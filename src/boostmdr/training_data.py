@@ -266,6 +266,11 @@ class GroupDataset:
         return h.hexdigest()
 
 
+def query_digest(keys: Iterable[tuple[str, str]]) -> str:
+    """A digest of ``(lang, qid)`` pairs in order: a batch manifest records the trainer's queries with it."""
+    return hashlib.sha256("\x1e".join(f"{lang}\x1f{qid}" for lang, qid in keys).encode()).hexdigest()
+
+
 def parse_corpus_args(items: Sequence[str]) -> dict[str, Path]:
     """``["sw=results/data/sw/corpus.jsonl", ...]`` -> ``{"sw": Path(...)}``; errors name the bad item."""
     out: dict[str, Path] = {}
