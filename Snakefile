@@ -9,6 +9,8 @@
 #   retrieval  BM25 (Lucene), sharded dense encoding, exact faiss search -> TREC runs; training-query candidates
 #   mining     the five hard-negative mining baselines -> negatives files
 #   stage1     retriever-ensemble fusion, LLM false-negative judge -> stage-1 negative pools
+#   stage2     MIFT (instruction selection, translation, LoRA), PDBG generation, retrieval of the generated queries
+#              by the stage-1 rules, judged top-up -> final negative pools of exactly N; Table 8
 #   train      contrastive fine-tuning of each backbone per variant -> checkpoints
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
 #   demo       the synthetic benchmark and the tiny local models of the embedded default (only when used)
@@ -26,6 +28,7 @@ include: "rules/data.smk"
 include: "rules/retrieval.smk"
 include: "rules/mining.smk"
 include: "rules/stage1.smk"
+include: "rules/stage2.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 
@@ -54,3 +57,8 @@ rule demo:
 rule stage1_all:
     input:
         get_stage1_targets(),
+
+
+rule stage2_all:
+    input:
+        get_stage2_targets(),

@@ -28,6 +28,7 @@ rule table:
     params:
         title=get_table_title,
         metric=get_table_metric,
+        layout=get_table_layout,
         languages=LANGS,
         rows=get_table_rows,
     log:
