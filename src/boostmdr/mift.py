@@ -272,7 +272,7 @@ def train_adapter(
     (module docstring, step 3). Returns the training summary (also saved as ``boostmdr_mift.json``)."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
     out, state_dir = Path(out), Path(state_dir)
     cuda = torch.cuda.is_available()
@@ -299,6 +299,7 @@ def train_adapter(
              len(examples), dict(per_language), dropped, s.cutoff, turn.kind)  # fmt: skip
 
     base = _load_model(model, s, cuda)
+    set_seed(s.seed)  # LoRA's A matrices are drawn from torch's RNG: the same adapter from the same seed
     peft_model = get_peft_model(
         base, LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target, task_type="CAUSAL_LM")
     )
