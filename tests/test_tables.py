@@ -158,3 +158,18 @@ def test_stats_table_averages_present_values_prints_na_and_renders_all_formats()
     assert [r.cells for r in counts.rows] == [("752.5", "1,470", "35")]
     with pytest.raises(tables.TableError, match=r"no statistics for language\(s\) \['te'\]"):
         tables.stats_table(rows, stats, ["sw", "te"])
+
+
+def test_statistics_of_one_language_from_several_files_are_merged_and_disagreements_named():
+    merged = tables.merge_stats([
+        ("pool/sw.json", {"lang": "sw", "pool": {"from_llm_share": 0.1}}),
+        ("judge/sw.json", {"lang": "sw", "elimination_rate": 0.2}),
+        ("judge/te.json", {"lang": "te", "elimination_rate": 0.3}),
+    ])  # fmt: skip
+    assert merged == {"sw": {"lang": "sw", "pool": {"from_llm_share": 0.1}, "elimination_rate": 0.2},
+                      "te": {"lang": "te", "elimination_rate": 0.3}}  # fmt: skip
+    rows = tables.STATS_TABLES["table8"][1]
+    table = tables.stats_table(rows, {"sw": {**merged["sw"], "pool": {"from_llm_share": 0.1, "from_retrieval_share": 0.9}}}, ["sw"])
+    assert [r.cells for r in table.rows] == [("90.0", "90.0"), ("10.0", "10.0"), ("20.0", "20.0")]
+    with pytest.raises(tables.TableError, match=r"b\.json and a\.json disagree on 'x' for sw"):
+        tables.merge_stats([("a.json", {"lang": "sw", "x": 1}), ("b.json", {"lang": "sw", "x": 2})])

@@ -298,13 +298,6 @@ def train_adapter(
     log.info("%d examples (%s), %d dropped (prompt over the cutoff %d), turn format %s",
              len(examples), dict(per_language), dropped, s.cutoff, turn.kind)  # fmt: skip
 
-    base = _load_model(model, s, cuda)
-    set_seed(s.seed)  # LoRA's A matrices are drawn from torch's RNG: the same adapter from the same seed
-    peft_model = get_peft_model(
-        base, LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target, task_type="CAUSAL_LM")
-    )
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    log.info("LoRA rank %d on %s: %d trainable parameters", s.rank, s.target, trainable)
     args = TrainingArguments(
         output_dir=str(state_dir),
         per_device_train_batch_size=s.batch_size,
@@ -330,6 +323,15 @@ def train_adapter(
         remove_unused_columns=False,
         disable_tqdm=not progress,
     )
+    # After TrainingArguments: with a ZeRO-3 config they make from_pretrained shard the weights as it loads them,
+    # instead of every process loading the whole model into host memory.
+    base = _load_model(model, s, cuda)
+    set_seed(s.seed)  # LoRA's A matrices are drawn from torch's RNG: the same adapter from the same seed
+    peft_model = get_peft_model(
+        base, LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target, task_type="CAUSAL_LM")
+    )
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    log.info("LoRA rank %d on %s: %d trainable parameters", s.rank, s.target, trainable)
     trainer = Trainer(model=peft_model, args=args, train_dataset=examples, data_collator=Collator(tokenizer.pad_token_id))
     resume = last_complete_checkpoint(state_dir)
     if resume is not None:
