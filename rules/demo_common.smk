@@ -4,7 +4,8 @@
 def _check_tiny_models():
     for name, spec in config.get("generators", {}).items():
         model = spec["model"]
-        if model.startswith("results/models/tiny/") and config["tiny_models"]["causal_lms"].get(model.split("/")[3], {}).get("task") != "generator":
+        lm = config["tiny_models"]["causal_lms"].get(os.path.basename(model), {})
+        if model.startswith("results/models/tiny/") and lm.get("task") != "generator":
             raise ConfigError(
                 f"generators.{name}.model: {model!r} is not a tiny causal LM with task: generator in tiny_models.causal_lms"
             )
