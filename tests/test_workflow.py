@@ -1,8 +1,9 @@
 """End to end: the workflow's default target machinery on a tiny overlay of the embedded default config.
 
 Runs the real rules (synthetic benchmark, prepare, tiny models, BM25, dense zero-shot retrieval, miners, stage-1
-fusion and LLM judge, training, evaluation, tables) in a scratch working directory, then checks the tables
-against the evaluation files and the evaluation files against pytrec_eval on the written runs and qrels.
+fusion and LLM judge, stage-2 MIFT, generation and top-up, training, evaluation, tables) in a scratch working
+directory, then checks the tables against the evaluation files and the evaluation files against pytrec_eval on the
+written runs and qrels, and the final pools against N.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import yaml
 from conftest import REPO, VENV_BIN, workflow_env
 
 OVERLAY = {
-    "benchmark": {"synthetic": {"passages": 400, "train_queries": 36, "dev_queries": 15, "corpus_shards": 1}},
+    "benchmark": {"synthetic": {"passages": 400, "train_queries": 36, "dev_queries": 15, "corpus_shards": 1,
+                                "instructions": 70}},
     "languages": ["sw", "ru"],
     "corpus_shards": {"default": 1},
     "tiny_models": {
@@ -34,15 +36,29 @@ OVERLAY = {
                          "batch_size": 32}
         },
         # The judge LM keeps its default training (it must emit parseable verdicts).
-        "causal_lms": {"tiny-judge": {"train_steps": 300}},
+        "causal_lms": {
+            "tiny-judge": {"train_steps": 300},
+            "tiny-gen": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "train_steps": 20, "batch_size": 8},
+        },
     },
     "backbones": {b: {"epochs": 1} for b in ["mbert", "mdpr", "mcontriever", "me5", "bge"]},
     "judges": {"llm": {"chunks": 1, "retries": 1}},
     "ensembles": {name: {"depth": 6} for name in ["me5_bge", "bge", "me5"]},
     "training": {"batch_size": 8, "save_steps": 5},
+    # Stage 2 in miniature: 70 instructions per language (40 summarization-related), one epoch of MIFT, short
+    # generations, N = 6 of 6 fused candidates; one variant trains on the final pools (stage 3 is not built here).
+    "generators": {"llm": {
+        "sampling": {"summary_max_new_tokens": 16, "query_max_new_tokens": 8},
+        "mift": {"max_samples": 60, "train": {"epochs": 1, "save_steps": 5}},
+    }},  # fmt: skip
+    "variant_defaults": {"negatives": {"pool_size": 6}},
+    "variants": {"stage2_only": {"batching": {"same_language": False, "topic_balance": False, "weights": "none"}}},
+    "tables": {"stage2_check": {"title": "Stages 1 and 2, BGE", "metric": "ndcg_cut_10", "layout": "summary",
+                                "rows": [{"backbone": "bge", "variant": "stage2_only", "label": "Ours, stages 1-2"}]}},
 }
 TARGETS = ["results/tables/table1.md", "results/tables/table2.md", "results/tables/elimination.md",
-           "results/tables/judge_quality.md"]
+           "results/tables/judge_quality.md", "results/tables/table8.md", "results/tables/stage2.md",
+           "results/tables/generation_false_negatives.md", "results/tables/stage2_check.md"]
 
 
 def snakemake(workdir, targets, flags=(), timeout=1800):
@@ -155,11 +171,42 @@ def test_editing_the_judge_model_replans_verdicts_not_candidates(workflow_run):
     n_langs = len(OVERLAY["languages"])
     assert planned["tiny_lm"] == 1
     assert planned["judge"] == n_langs  # one chunk per language in the overlay
-    assert planned["pool"] == n_langs and planned["train"] == 1
-    for upstream in ("synthetic_language", "prepare", "tiny_encoder", "candidates_dense", "fuse", "mine", "bm25_index"):
+    assert planned["pool"] == n_langs and planned["train"] == 2  # stage 1 only, stages 1-2
+    # new pools: new generated queries, whose candidates are retrieved and fused again (not the training queries')
+    assert planned["generate"] == planned["candidates_dense"] // 2 == planned["fuse"] == n_langs
+    for upstream in ("synthetic_language", "prepare", "tiny_encoder", "mine", "bm25_index", "mift_train"):
         assert upstream not in planned, planned
 
 
 @pytest.mark.slow
 def test_editing_nothing_plans_nothing(workflow_run):
     assert _planned(workflow_run, {}) == {}
+
+
+@pytest.mark.slow
+def test_every_final_pool_holds_n_negatives_or_records_its_shortfall_with_provenance(workflow_run):
+    from boostmdr.formats import read_negatives
+
+    n = OVERLAY["variant_defaults"]["negatives"]["pool_size"]
+    pools = sorted(workflow_run.glob("results/stage2/pool/me5_bge/llm/positive/keep-0/n6/llm/mift-pdbg/judged/*.jsonl"))
+    assert [p.name for p in pools] == ["ru.jsonl", "sw.jsonl"]
+    rows = _table_rows((workflow_run / "results/tables/table8.md").read_text())
+    for path in pools:
+        stats = json.loads(path.with_suffix("").with_suffix(".stats.json").read_text())["pool"]
+        records = read_negatives(path)
+        from_llm = 0
+        for rec in records:
+            assert len(rec.negatives) + rec.meta["shortfall"] == n and len(rec.negatives) <= n
+            sources = [neg.source for neg in rec.negatives]
+            assert sources == sorted(sources, key=lambda s: s.startswith("stage2:"))  # stage 1 first, then stage 2
+            for neg in rec.negatives[rec.meta["from_stage1"]:]:
+                assert neg.source == "stage2:me5_bge" and neg.extra["judged"] and neg.extra["verdict"] == 0
+                assert neg.extra["gid"].startswith(f"{rec.qid}.g")
+            from_llm += rec.meta["from_stage2"]
+        total = sum(len(r.negatives) for r in records)
+        assert stats["from_stage2"] == from_llm and stats["negatives"] == total
+        lang = path.stem
+        column = OVERLAY["languages"].index(lang) + 1
+        assert rows["From LLM (%)"][column] == f"{100 * from_llm / total:.1f}"
+    check = _table_rows((workflow_run / "results/tables/stage2_check.md").read_text())
+    assert all(c.replace(".", "", 1).isdigit() for c in check["Ours, stages 1-2"]), check

@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -298,6 +299,8 @@ def train_adapter(
     log.info("%d examples (%s), %d dropped (prompt over the cutoff %d), turn format %s",
              len(examples), dict(per_language), dropped, s.cutoff, turn.kind)  # fmt: skip
 
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    total_steps = math.ceil(len(examples) / (s.batch_size * s.gradient_accumulation * world)) * math.ceil(s.epochs)
     args = TrainingArguments(
         output_dir=str(state_dir),
         per_device_train_batch_size=s.batch_size,
@@ -311,7 +314,7 @@ def train_adapter(
         save_strategy="steps",
         save_steps=s.save_steps,
         save_total_limit=2,
-        logging_steps=10,
+        logging_steps=max(1, total_steps // 50),
         report_to="none",
         use_cpu=not cuda,
         bf16=cuda and s.precision == "bf16",
