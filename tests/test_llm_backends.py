@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from judge_fixtures import (
+    _free_port,
     PROMPT,
     hide_second_positives,
     random_tiny_lm,
