@@ -100,4 +100,9 @@ def test_default_config_builds_its_dag(tmp_path):
     out, _ = _dry_run([tmp_path / "config/config.yaml"], ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)])
     counts = _job_counts(out)
     assert counts["synthetic_language"] == 3 and counts["prepare"] == 3
-    assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 1
+    assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 2  # the judge and stage 2's generator
+    # stage 2: the demo's instruction set (English source, one file per language), one MIFT, and the generation,
+    # judging and top-up of the full method (Table 8) and of Table 6's rows (their training waits for stage 3)
+    assert counts["synthetic_instructions"] == 3 and counts["synthetic_instructions_source"] == 1
+    assert counts["mift_select"] == counts["mift_train"] == 1 and counts["mift_translate"] == 3
+    assert counts["generate"] == 3 and counts["topup"] == 3 + 3  # judged pools, and the unjudged ones for the analysis
