@@ -80,12 +80,17 @@ TINY_FASTTEXT = list(config.get("tiny_models", {}).get("topic_classifiers", {}))
 # The demo wing's rules (rules/demo.smk) are included when the config uses the synthetic benchmark or a tiny model.
 USES_DEMO = SYNTHETIC or any(
     str(spec["model"]).startswith("results/models/tiny/")
-    for spec in [*config["backbones"].values(), *config["judges"].values(), *config["topics"]["classifiers"].values()]
+    for spec in [
+        *config["backbones"].values(),
+        *config["judges"].values(),
+        *config.get("generators", {}).values(),
+        *config["topics"]["classifiers"].values(),
+    ]
 )
 
 # Stages whose rules exist. A variant that needs a stage outside this set is listed (its DAG shape is in the
 # config) but its table rows are printed as pending rather than built.
-BUILT_STAGES = {"miners", "stage1", "stage3"}
+BUILT_STAGES = {"miners", "stage1", "stage2", "stage3"}
 
 
 def _check_config():
@@ -238,21 +243,23 @@ def eval_file(backbone, variant_name, lang):
     return f"results/eval/{backbone}/{variant_name}/{lang}.json"
 
 
-def candidate_run(backbone, lang):
-    """The zero-shot top-k of every training query (positives still in it)."""
-    return f"results/candidates/{backbone}/{lang}.trec"
+def candidate_run(backbone, queries, lang):
+    """The zero-shot top-k of every query of a query set (positives still in it): ``train`` (the training
+    queries) or a stage-2 set of generated queries (query_sets())."""
+    return f"results/candidates/{backbone}/{queries}/{lang}.trec"
 
 
-def positive_scores_file(backbone, lang):
-    return f"results/candidates/{backbone}/{lang}.positives.tsv"
+def positive_scores_file(backbone, queries, lang):
+    return f"results/candidates/{backbone}/{queries}/{lang}.positives.tsv"
 
 
 def miner_negatives(backbone, miner, lang):
     return f"results/negatives/miners/{backbone}/{miner}/{lang}.jsonl"
 
 
-def fused_run(ensemble, lang):
-    return f"results/stage1/fused/{ensemble}/{lang}.trec"
+def fused_run(ensemble, queries, lang):
+    """An ensemble's fused candidates of a query set, the query set's labelled positives removed."""
+    return f"results/fused/{ensemble}/{queries}/{lang}.trec"
 
 
 def verdict_file(ensemble, judge, reference, lang, chunk, nchunks):
@@ -447,7 +454,8 @@ def llm_run_flags(spec):
 
 
 def get_fusion_runs(wildcards):
-    return [candidate_run(m, wildcards.lang) for m in config["ensembles"][wildcards.ensemble]["members"]]
+    members = config["ensembles"][wildcards.ensemble]["members"]
+    return [candidate_run(m, wildcards.queries, wildcards.lang) for m in members]
 
 
 def get_fusion_params(wildcards):
@@ -577,7 +585,7 @@ def negatives_file(variant_name, lang):
     if neg["method"] == "stage1" or not neg["generation"]:  # 'ours' without stage 2 ("w/o stage 2"): the stage-1 pool
         judge = neg["judge"] or "none"
         return pool_file(neg["ensemble"], judge, neg["reference"], keep_tag(neg["keep_verdicts"]), lang)
-    raise ConfigError(f"variants.{variant_name}: negatives.method 'ours' needs stage 2, which is not built yet")
+    return stage2_negatives_file(variant_name, lang)
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -726,7 +734,7 @@ def check_after_rules():
 
 
 def get_final_targets():
-    return [table_file(t, "md") for t in config["tables"]] + get_stage1_targets()
+    return [table_file(t, "md") for t in config["tables"]] + get_stage1_targets() + get_stage2_targets()
 
 
 # ------------------------------------------------------------------------------------------- stage 3
@@ -794,3 +802,423 @@ def get_batch_topic_flag(wildcards, input):
 
 
 _check_config()
+
+
+# -------------------------------------------------------------------------------------------- stage 2
+# Stage 2 (rules/stage2.smk): MIFT of each generator, PDBG generation for the short stage-1 pools, retrieval
+# of the generated queries by the stage-1 rules (query set wildcard {queries}), the judged top-up to N.
+
+GENERATORS = config.get("generators", {})
+GSET = "{ensemble}/{judge}/{reference}/keep-{keep}/n{size}/{generator}/{mode}"
+"""The wildcard pattern of a generated query set: what it was generated for (a stage-1 pool, N) and how."""
+
+
+def generation_mode(mift, pdbg):
+    """``mift-pdbg`` (the method), ``base-pdbg`` (w/o MIFT), ``mift-direct`` (w/o PDBG), ``base-direct``."""
+    return f"{'mift' if mift else 'base'}-{'pdbg' if pdbg else 'direct'}"
+
+
+def generated_set(ensemble, judge, reference, keep, size, generator, mode):
+    return f"{ensemble}/{judge}/{reference}/keep-{keep}/n{size}/{generator}/{mode}"
+
+
+def wildcard_gset(wildcards):
+    w = wildcards
+    return generated_set(w.ensemble, w.judge, w.reference, w.keep, w.size, w.generator, w.mode)
+
+
+def query_set_name(gset):
+    """The {queries} value of a generated query set (candidate runs, fusion)."""
+    return f"pdbg/{gset}"
+
+
+def stage2_settings(variant_name):
+    """Where a method-``ours`` variant's final pool comes from: its stage-1 settings, N, and with generation
+    the generator, its mode and whether new candidates are judged (``None`` for other methods)."""
+    neg = VARIANTS[variant_name]["negatives"]
+    if neg["method"] != "ours":
+        return None
+    s = {
+        "ensemble": neg["ensemble"],
+        "judge": neg["judge"] or "none",
+        "reference": neg["reference"],
+        "keep": keep_tag(neg["keep_verdicts"]),
+        "size": neg["pool_size"],
+    }
+    if neg["generation"]:
+        s["generator"] = neg["generator"]
+        s["mode"] = generation_mode(neg["mift"], neg["pdbg"])
+        s["screen"] = "judged" if neg["judge"] and neg["judge_generated"] else "unjudged"
+    return s
+
+
+def settings_gset(s):
+    return generated_set(s["ensemble"], s["judge"], s["reference"], s["keep"], s["size"], s["generator"], s["mode"])
+
+
+def _query_sets():
+    sets = {}
+    for name in VARIANTS:
+        s = stage2_settings(name) if VARIANTS[name]["finetune"] else None
+        if s and "generator" in s:
+            sets[query_set_name(settings_gset(s))] = s
+    return sets
+
+
+QUERY_SETS = _query_sets()
+"""Every generated query set a variant needs: {queries} value -> settings."""
+
+
+wildcard_constraints:
+    queries=_alt(["train"] + list(QUERY_SETS)),
+    generator=_alt(list(GENERATORS)),
+    mode="(mift|base)-(pdbg|direct)",
+    screen="judged|unjudged",
+    size=r"\d+",
+
+
+def _check_stage2_config():
+    for name in VARIANTS:
+        s = stage2_settings(name) if VARIANTS[name]["finetune"] else None
+        if not s or "generator" not in s:
+            continue
+        g = s["generator"]
+        if g not in GENERATORS:
+            raise ConfigError(f"variants.{name}.negatives.generator: {g!r} is not a generator; choose one of {sorted(GENERATORS)}")
+        spec = GENERATORS[g]
+        if s["mode"].startswith("mift") and spec["backend"] == "http" and not spec["mift"]["merge"]:
+            raise ConfigError(
+                f"generators.{g}: backend http cannot apply the MIFT adapter; set generators.{g}.mift.merge: true "
+                "and serve the merged model, or use backend transformers or vllm"
+            )
+    for g, spec in GENERATORS.items():
+        tr = spec["mift"]["translation"]
+        if tr["kind"] == "files" and "{lang}" not in tr["files"]:
+            raise ConfigError(f"generators.{g}.mift.translation.files: {tr['files']!r} needs {{lang}} where the language goes")
+        if tr["kind"] in ("transformers", "llm") and not tr.get("model"):
+            raise ConfigError(f"generators.{g}.mift.translation.model: kind {tr['kind']} needs a model")
+
+
+def mift_file(generator, name):
+    """MIFT data of a generator: selected.jsonl, selected.stats.json, instructions/{lang}.jsonl (and .stats.json)."""
+    return f"results/stage2/mift/{generator}/{name}"
+
+
+def adapter_dir(generator):
+    return f"results/models/generators/{generator}/adapter"
+
+
+def adapter_weights(directory):
+    """The file rules track for a LoRA adapter directory."""
+    return f"{directory}/adapter_model.safetensors"
+
+
+def merged_dir(generator):
+    return f"results/models/generators/{generator}/merged"
+
+
+def merged_marker(directory):
+    """Written last into a merged model (its weights may be sharded): the file rules track."""
+    return f"{directory}/boostmdr_merged.json"
+
+
+def mift_state_dir(generator):
+    return f"results/state/mift/{generator}"
+
+
+def translation_cache_file(generator, lang):
+    return f"results/cache/translate/{lang}/{generator}.jsonl"
+
+
+def generated_file(gset, lang, name):
+    """A generated query set's files: queries.jsonl, topics.tsv, train.jsonl, stats.json."""
+    return f"results/stage2/queries/{gset}/{lang}.{name}"
+
+
+def generation_cache_file(gset, lang):
+    """One generation job's cache; it reads every file beside it (one generator, one language)."""
+    ensemble, judge, reference, keep, size, generator, mode = gset.split("/")
+    return f"results/cache/generate/{generator}/{lang}/{ensemble}.{judge}.{reference}.{keep}.{size}.{mode}.jsonl"
+
+
+def stage2_candidates_file(gset, lang, name):
+    """New candidates of the training queries: {lang}.trec (for the judge) and {lang}.provenance.jsonl."""
+    return f"results/stage2/candidates/{gset}/{lang}.{name}"
+
+
+def stage2_verdict_file(gset, lang, chunk, nchunks):
+    return f"results/stage2/verdicts/{gset}/{lang}/chunk-{chunk}-of-{nchunks}.jsonl"
+
+
+def final_pool_file(ensemble, judge, reference, keep, size, topup, lang):
+    """The final negatives of a method-ours variant. topup: none (stage 1 cut to N) or generator/mode/screen."""
+    return f"results/stage2/pool/{ensemble}/{judge}/{reference}/keep-{keep}/n{size}/{topup}/{lang}.jsonl"
+
+
+def final_pool_stats_file(ensemble, judge, reference, keep, size, topup, lang):
+    return f"results/stage2/pool/{ensemble}/{judge}/{reference}/keep-{keep}/n{size}/{topup}/{lang}.stats.json"
+
+
+def stage2_stats_file(gset, lang, name):
+    """Analysis of a generated query set: roundtrip.json, false_negatives.json (synthetic only)."""
+    return f"results/stage2/stats/{gset}/{lang}.{name}"
+
+
+def topup_tag(s):
+    return f"{s['generator']}/{s['mode']}/{s['screen']}" if "generator" in s else "none"
+
+
+def stage2_negatives_file(variant_name, lang):
+    s = stage2_settings(variant_name)
+    return final_pool_file(s["ensemble"], s["judge"], s["reference"], s["keep"], s["size"], topup_tag(s), lang)
+
+
+def generator_spec(name):
+    return GENERATORS[name]
+
+
+def get_query_topics(wildcards):
+    if wildcards.queries == "train":
+        return data(wildcards.lang, "train.topics.tsv")
+    return generated_file(settings_gset(QUERY_SETS[wildcards.queries]), wildcards.lang, "topics.tsv")
+
+
+def get_query_train(wildcards):
+    """The query set's train.jsonl: its queries' labelled positives (generated queries: their training query's)."""
+    if wildcards.queries == "train":
+        return data(wildcards.lang, "train.jsonl")
+    return generated_file(settings_gset(QUERY_SETS[wildcards.queries]), wildcards.lang, "train.jsonl")
+
+
+def _model_file_inputs(model):
+    return [model_weights(model)] if model.startswith("results/models/") else []
+
+
+def generator_llm(generator, mode):
+    """(model, adapter or None, input files) a generator runs with: the base model (w/o MIFT), the merged
+    model (mift.merge) or the base model with the MIFT adapter."""
+    spec = generator_spec(generator)
+    base = spec["model"]
+    if mode.startswith("base-"):
+        return base, None, _model_file_inputs(base)
+    if spec["mift"]["merge"]:
+        return merged_dir(generator), None, [merged_marker(merged_dir(generator))]
+    return base, adapter_dir(generator), _model_file_inputs(base) + [adapter_weights(adapter_dir(generator))]
+
+
+def get_generator_model_inputs(wildcards):
+    return generator_llm(wildcards.generator, wildcards.mode)[2]
+
+
+def get_generator_prompts(wildcards):
+    prompts = generator_spec(wildcards.generator)["prompts"]
+    return [prompts["summary"], prompts["query"]] if wildcards.mode.endswith("-pdbg") else [prompts["direct"]]
+
+
+def get_generate_params(wildcards):
+    """Everything that determines the generated queries (the generation cache is keyed on the same things)."""
+    spec = generator_spec(wildcards.generator)
+    model, adapter, _ = generator_llm(wildcards.generator, wildcards.mode)
+    prompts = spec["prompts"]
+    if wildcards.mode.endswith("-pdbg"):
+        templates = f"--summary-prompt {shlex.quote(prompts['summary'])} --query-prompt {shlex.quote(prompts['query'])}"
+    else:
+        templates = f"--direct-prompt {shlex.quote(prompts['direct'])}"
+    sampling = spec["sampling"]
+    flags = [
+        llm_result_flags(dict(spec, model=model)),
+        f"--adapter {shlex.quote(adapter)}" if adapter else "",
+        f"--mode {wildcards.mode.split('-')[1]}",
+        templates,
+        f"--prompt-format {spec['prompt_format']}",
+        f"--temperature {sampling['temperature']} --top-p {sampling['top_p']}",
+        f"--summary-max-new-tokens {sampling['summary_max_new_tokens']}",
+        f"--query-max-new-tokens {sampling['query_max_new_tokens']}",
+        f"--queries-per-query {spec['queries_per_query']}",
+        f"--max-passage-words {spec['max_passage_words'] or 0}",
+        f"--retries {spec['retries']} --seed {spec['seed']}",
+    ]
+    return " ".join(f for f in flags if f)
+
+
+def get_generator_backend_flags(wildcards):
+    return llm_run_flags(generator_spec(wildcards.generator))
+
+
+def get_generation_cache(wildcards):
+    return generation_cache_file(wildcard_gset(wildcards), wildcards.lang)
+
+
+def get_generator_env(wildcards):
+    backend = generator_spec(wildcards.generator)["backend"]
+    if backend == "vllm":
+        return conda_env("vllm")
+    return conda_env("gpu" if backend == "transformers" and res("generate", "gpu") > 0 else "cpu")
+
+
+def get_mift_instructions(wildcards):
+    return generator_spec(wildcards.generator)["mift"]["instructions"]
+
+
+def get_mift_select_params(wildcards):
+    m = generator_spec(wildcards.generator)["mift"]
+    return {"mode": m["selection"], "max_samples": m["max_samples"] or 0, "languages": len(LANGS)}
+
+
+def get_translation_inputs(wildcards):
+    """The translation's inputs besides the selected records: the source and the language's translated file
+    (files), a translation model this workflow builds (transformers, llm), the prompt (llm)."""
+    m = generator_spec(wildcards.generator)["mift"]
+    tr = m["translation"]
+    if tr["kind"] == "files":
+        return {"source": m["instructions"], "translated": tr["files"].replace("{lang}", wildcards.lang)}
+    model = tr["model"].replace("{lang}", wildcards.lang)
+    out = {"model": _model_file_inputs(model)}
+    if tr["kind"] == "llm":
+        out["prompt"] = tr["prompt"]
+    return out
+
+
+def get_translation_flags(wildcards, input):
+    """The kind's flags (every setting that changes a translation), shell-quoted."""
+    tr = generator_spec(wildcards.generator)["mift"]["translation"]
+    cache = translation_cache_file(wildcards.generator, wildcards.lang)
+    if tr["kind"] == "files":
+        return f"files --source {shlex.quote(input.source)} --files {shlex.quote(tr['files'])}"
+    if tr["kind"] == "transformers":
+        codes = " ".join(shlex.quote(f"{k}={v}") for k, v in (tr["codes"] or {}).items())
+        return (
+            f"transformers --model {shlex.quote(tr['model'])} --code-scheme {tr['code_scheme']}"
+            + (f" --codes {codes}" if codes else "")
+            + f" --batch-size {tr['batch_size']} --num-beams {tr['num_beams']} --max-new-tokens {tr['max_new_tokens']}"
+            f" --max-input-tokens {tr['max_input_tokens']} --cache {cache}"
+        )
+    return (
+        f"llm {llm_result_flags(tr)} {llm_run_flags(tr)} --prompt {shlex.quote(tr['prompt'])}"
+        f" --prompt-format {tr['prompt_format']} --max-new-tokens {tr['max_new_tokens']} --retries {tr['retries']}"
+        f" --seed {tr['seed']} --cache {cache}"
+    )
+
+
+def get_translation_env(wildcards):
+    tr = generator_spec(wildcards.generator)["mift"]["translation"]
+    if tr["kind"] == "llm" and tr["backend"] == "vllm":
+        return conda_env("vllm")
+    return conda_env("gpu" if tr["kind"] != "files" and res("mift_translate", "gpu") > 0 else "cpu")
+
+
+def get_mift_train_inputs(wildcards):
+    return {
+        "data": [mift_file(wildcards.generator, f"instructions/{lang}.jsonl") for lang in LANGS],
+        "model": _model_file_inputs(generator_spec(wildcards.generator)["model"]),
+    }
+
+
+def get_mift_train_params(wildcards):
+    """Everything that changes the adapter."""
+    spec = generator_spec(wildcards.generator)
+    lora, t = spec["mift"]["lora"], spec["mift"]["train"]
+    flags = [
+        f"--rank {lora['rank']} --alpha {lora['alpha']} --dropout {lora['dropout']} --target {shlex.quote(lora['target'])}",
+        f"--lr {t['learning_rate']} --epochs {t['epochs']} --scheduler {t['scheduler']} --warmup-ratio {t['warmup_ratio']}",
+        f"--cutoff {t['cutoff']} --batch-size {t['batch_size']} --gradient-accumulation {t['gradient_accumulation']}",
+        f"--seed {t['seed']} --precision {t['precision']} --quantization {t['quantization']}",
+        "--gradient-checkpointing" if t["gradient_checkpointing"] else "",
+        f"--deepspeed {shlex.quote(t['deepspeed'])}" if t["deepspeed"] else "",
+        f"--prompt-format {spec['prompt_format']}",
+    ]
+    return " ".join(f for f in flags if f)
+
+
+def get_generated_fused(wildcards):
+    return fused_run(wildcards.ensemble, query_set_name(wildcard_gset(wildcards)), wildcards.lang)
+
+
+def get_generated_member_runs(wildcards):
+    members = config["ensembles"][wildcards.ensemble]["members"]
+    return [candidate_run(m, query_set_name(wildcard_gset(wildcards)), wildcards.lang) for m in members]
+
+
+def get_stage2_judge_cache(wildcards):
+    w = wildcards
+    flat = ".".join([w.ensemble, w.reference, f"keep-{w.keep}", f"n{w.size}", w.generator, w.mode])
+    return f"results/cache/judge/{w.judge}/{w.lang}/stage2.{flat}.chunk-{w.chunk}-of-{w.nchunks}.jsonl"
+
+
+def get_topup_verdicts(wildcards):
+    if wildcards.screen == "unjudged":
+        return []
+    n = judge_spec(wildcards.judge)["chunks"]
+    return [stage2_verdict_file(wildcard_gset(wildcards), wildcards.lang, i, n) for i in range(n)]
+
+
+def get_topup_flags(wildcards):
+    return "--no-judge" if wildcards.screen == "unjudged" else f"--keep {wildcards.keep.replace('-', ',')}"
+
+
+def get_roundtrip_params(wildcards):
+    spec = config["ensembles"][wildcards.ensemble]
+    return {"method": spec["fusion"], "rrf_k": spec["rrf_k"], "k": generator_spec(wildcards.generator)["roundtrip_k"]}
+
+
+def main_stage2():
+    """The final-pool settings of the full method (variant 'full'): the ones Table 8 describes."""
+    s = stage2_settings("full") if "full" in VARIANTS else None
+    return s if s and "generator" in s else None
+
+
+def get_table8_inputs(wildcards):
+    s = main_stage2()
+    ensemble, judge, reference = main_stage1()
+    return [
+        f
+        for lang in LANGS
+        for f in (
+            final_pool_stats_file(s["ensemble"], s["judge"], s["reference"], s["keep"], s["size"], topup_tag(s), lang),
+            judge_stats_file(ensemble, judge, reference, lang),
+        )
+    ]
+
+
+def get_stage2_table_inputs(wildcards):
+    s = main_stage2()
+    gset = settings_gset(s)
+    return [
+        f
+        for lang in LANGS
+        for f in (
+            final_pool_stats_file(s["ensemble"], s["judge"], s["reference"], s["keep"], s["size"], topup_tag(s), lang),
+            generated_file(gset, lang, "stats.json"),
+            stage2_stats_file(gset, lang, "roundtrip.json"),
+        )
+    ]
+
+
+def get_false_negative_table_inputs(wildcards):
+    gset = settings_gset(main_stage2())
+    return [stage2_stats_file(gset, lang, "false_negatives.json") for lang in LANGS]
+
+
+def get_false_negative_pools(wildcards):
+    w = wildcards
+    return {
+        screen: final_pool_file(w.ensemble, w.judge, w.reference, w.keep, w.size, f"{w.generator}/{w.mode}/{screen}", w.lang)
+        for screen in ("judged", "unjudged")
+    }
+
+
+def get_stage2_subtitle(wildcards):
+    s = main_stage2()
+    return f"final pools {settings_gset(s)}, {s['screen']} top-up, N = {s['size']}"
+
+
+def get_stage2_targets():
+    if "stage2" not in BUILT_STAGES or main_stage2() is None:
+        return []
+    targets = [table_file("table8", "md"), table_file("stage2", "md")]
+    if SYNTHETIC and main_stage2()["judge"] != "none":
+        targets.append(table_file("generation_false_negatives", "md"))
+    return targets
+
+
+_check_stage2_config()

@@ -2,7 +2,8 @@
 # stand in for real ones. Included by the Snakefile only when the config uses the synthetic benchmark or a tiny
 # model (a path under results/models/tiny/). Every tiny model is saved in the Hugging Face layout, so later steps
 # load it through the same from_pretrained path a real model takes. {tiny} names a tiny model: an encoder
-# (tiny_models.encoders) or a causal LM (tiny_models.causal_lms).
+# (tiny_models.encoders) or a causal LM (tiny_models.causal_lms: the judge, or stage 2's generator). The synthetic
+# benchmark also writes the instruction set of stage 2's MIFT, in English and in every language.
 
 
 include: "demo_common.smk"
@@ -31,6 +32,40 @@ rule synthetic_language:
         " --passages {params.spec[passages]} --train-queries {params.spec[train_queries]}"
         " --dev-queries {params.spec[dev_queries]} --false-negative-rate {params.spec[false_negative_rate]}"
         " --no-positive-rate {params.spec[no_positive_rate]} --corpus-shards {params.spec[corpus_shards]} --log {log}"
+
+
+rule synthetic_instructions:
+    # The demo's instruction set for stage 2's MIFT, "translated" into one language (boostmdr.demo.instructions).
+    output:
+        synthetic_instructions_file("translated", "{lang}"),
+    params:
+        spec=get_synthetic_params,
+    log:
+        log_file("synthetic_instructions", "{lang}"),
+    benchmark:
+        benchmark_file("synthetic_instructions", "{lang}")
+    conda:
+        conda_env("cpu")
+    shell:
+        "python -m boostmdr.demo.instructions --lang {wildcards.lang} --seed {params.spec[seed]}"
+        " --records {params.spec[instructions]} --out {output} --log {log}"
+
+
+rule synthetic_instructions_source:
+    # Its English source file, the one MIFT's selection reads.
+    output:
+        synthetic_instructions_file("source", "en"),
+    params:
+        spec=get_synthetic_params,
+    log:
+        log_file("synthetic_instructions_source", "en"),
+    benchmark:
+        benchmark_file("synthetic_instructions_source", "en")
+    conda:
+        conda_env("cpu")
+    shell:
+        "python -m boostmdr.demo.instructions --lang en --seed {params.spec[seed]}"
+        " --records {params.spec[instructions]} --out {output} --log {log}"
 
 
 rule tiny_tokenizer:
@@ -86,15 +121,14 @@ rule tiny_encoder:
 
 rule tiny_lm:
     input:
-        corpora=all_corpora(),
-        train=get_train_files,
-        prompt=get_tiny_lm_prompt,
+        unpack(get_tiny_lm_inputs),
     output:
         ensure(model_weights(tiny_model_dir("{tiny}")), non_empty=True),
     wildcard_constraints:
         tiny=_alt(TINY_LMS),
     params:
         spec=get_tiny_lm_params,
+        flags=get_tiny_lm_flags,
         out=lambda wc, output: os.path.dirname(output[0]),
     threads: get_threads("tiny_lm")
     resources:
@@ -108,7 +142,7 @@ rule tiny_lm:
     conda:
         conda_env("cpu")
     shell:
-        "python -m boostmdr.demo.tiny_lm --corpus {input.corpora} --train {input.train} --prompt {input.prompt}"
+        "python -m boostmdr.demo.tiny_lm --task {params.spec[task]} {params.flags}"
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --init {params.spec[init]} --seed {params.spec[seed]}"
         " --train-steps {params.spec[train_steps]}"

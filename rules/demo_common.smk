@@ -2,6 +2,13 @@
 
 
 def _check_tiny_models():
+    for name, spec in config.get("generators", {}).items():
+        model = spec["model"]
+        lm = config["tiny_models"]["causal_lms"].get(os.path.basename(model), {})
+        if model.startswith("results/models/tiny/") and lm.get("task") != "generator":
+            raise ConfigError(
+                f"generators.{name}.model: {model!r} is not a tiny causal LM with task: generator in tiny_models.causal_lms"
+            )
     for backbone, spec in config["backbones"].items():
         model = spec["model"]
         if model.startswith("results/models/tiny/") and model.split("/")[3] not in TINY_ENCODERS:
@@ -53,6 +60,42 @@ def get_tiny_lm_prompt(wildcards):
     if len(prompts) > 1:
         raise ConfigError(f"judges using {path} have different prompts {prompts}; give each its own tiny LM")
     return prompts[0] if prompts else "config/prompts/judge.txt"
+
+
+def synthetic_instructions_file(kind, lang):
+    """The demo's MIFT instruction set: source.en.jsonl (English) or translated.{lang}.jsonl."""
+    return f"{RAW}/synthetic-instructions/{kind}.{lang}.jsonl"
+
+
+def _generator_texts(path):
+    """The instruction files and prompt templates of the generators that use the tiny LM at ``path``: its
+    tokenizer learns their text too."""
+    instructions, prompts = set(), set()
+    for spec in config.get("generators", {}).values():
+        if spec["model"] != path:
+            continue
+        prompts.update(spec["prompts"].values())
+        m = spec["mift"]
+        instructions.add(m["instructions"])
+        if m["translation"]["kind"] == "files":
+            instructions.update(m["translation"]["files"].replace("{lang}", lang) for lang in LANGS)
+    return sorted(instructions), sorted(prompts)
+
+
+def get_tiny_lm_inputs(wildcards):
+    if get_tiny_lm_params(wildcards)["task"] == "generator":
+        instructions, prompts = _generator_texts(tiny_model_dir(wildcards.tiny))
+        return {"corpora": all_corpora(), "instructions": instructions, "prompts": prompts}
+    return {"corpora": all_corpora(), "train": get_train_files(wildcards), "prompt": get_tiny_lm_prompt(wildcards)}
+
+
+def get_tiny_lm_flags(wildcards, input):
+    """judge: the tokenizer corpus, the training data and the judge prompt; generator: the tokenizer corpus
+    (corpora and instruction files) and the prompt templates."""
+    if get_tiny_lm_params(wildcards)["task"] == "generator":
+        corpus = " ".join([*input.corpora, *input.instructions])
+        return f"--corpus {corpus} --extra-text {' '.join(input.prompts)}"
+    return f"--corpus {' '.join(input.corpora)} --train {' '.join(input.train)} --prompt {input.prompt}"
 
 
 def get_tiny_lm_params(wildcards):

@@ -3,8 +3,8 @@
 
 rule mine:
     input:
-        candidates=candidate_run("{backbone}", "{lang}"),
-        positives=positive_scores_file("{backbone}", "{lang}"),
+        candidates=candidate_run("{backbone}", "train", "{lang}"),
+        positives=positive_scores_file("{backbone}", "train", "{lang}"),
         train=data("{lang}", "train.jsonl"),
     output:
         miner_negatives("{backbone}", "{miner}", "{lang}"),

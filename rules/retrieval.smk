@@ -1,6 +1,7 @@
 # Retrieval: BM25 through Pyserini's Lucene; dense retrieval as sharded corpus encoding (temporary embeddings),
 # exact faiss inner-product search per shard and a merge of the shards' top-k lists. The same rules rank the
-# training queries of every backbone (zero-shot), as candidates for the miners and for stage 1.
+# queries of a query set with every backbone (zero-shot): the training queries ({queries} = train), as
+# candidates for the miners and for stage 1, and stage 2's generated queries (query_sets() in common.smk).
 
 
 rule bm25_index:
@@ -55,18 +56,18 @@ rule bm25_search:
 use rule bm25_search as candidates_bm25 with:
     input:
         index=bm25_index_dir("{lang}"),
-        topics=data("{lang}", "train.topics.tsv"),
+        topics=get_query_topics,
     output:
-        candidate_run("bm25", "{lang}"),
+        candidate_run("bm25", "{queries}", "{lang}"),
     params:
         analyzer=lambda wc: shlex.quote(bm25_analyzer(wc.lang)),
         k1=config["bm25"]["k1"],
         b=config["bm25"]["b"],
         depth=config["candidates"]["depth"],
     log:
-        log_file("candidates_bm25", "{lang}"),
+        log_file("candidates_bm25", "{queries}/{lang}"),
     benchmark:
-        benchmark_file("candidates_bm25", "{lang}")
+        benchmark_file("candidates_bm25", "{queries}/{lang}")
 
 
 rule encode_corpus:
@@ -133,12 +134,12 @@ rule search_dense:
 rule candidates_dense:
     input:
         shards=get_shard_files,
-        topics=data("{lang}", "train.topics.tsv"),
-        train=data("{lang}", "train.jsonl"),
+        topics=get_query_topics,
+        train=get_query_train,
         model=get_model_inputs,
     output:
-        run=candidate_run("{backbone}", "{lang}"),
-        positives=positive_scores_file("{backbone}", "{lang}"),
+        run=candidate_run("{backbone}", "{queries}", "{lang}"),
+        positives=positive_scores_file("{backbone}", "{queries}", "{lang}"),
     wildcard_constraints:
         backbone=DENSE_ALT,
     params:
@@ -152,9 +153,9 @@ rule candidates_dense:
         runtime=res("candidates_dense", "runtime"),
         gpu=res("candidates_dense", "gpu"),
     log:
-        log_file("candidates_dense", "{backbone}/{lang}"),
+        log_file("candidates_dense", "{backbone}/{queries}/{lang}"),
     benchmark:
-        benchmark_file("candidates_dense", "{backbone}/{lang}")
+        benchmark_file("candidates_dense", "{backbone}/{queries}/{lang}")
     conda:
         conda_env("gpu")
     shell:

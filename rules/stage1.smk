@@ -1,20 +1,21 @@
 # Stage 1: hard negatives by selection. Each ensemble member ranks the corpus for every training query
 # (rules candidates_dense / candidates_bm25), the member lists are fused into the top `depth` per query, an LLM
 # judges every (query, reference positive, candidate) and the stage-1 pool keeps the candidates judged irrelevant.
+# Rule fuse serves any query set: stage 2 fuses its generated queries' candidate runs with it too.
 
 
 rule fuse:
     input:
         runs=get_fusion_runs,
-        train=data("{lang}", "train.jsonl"),
+        train=get_query_train,
     output:
-        fused_run("{ensemble}", "{lang}"),
+        fused_run("{ensemble}", "{queries}", "{lang}"),
     params:
         fusion=get_fusion_params,
     log:
-        log_file("fuse", "{ensemble}/{lang}"),
+        log_file("fuse", "{ensemble}/{queries}/{lang}"),
     benchmark:
-        benchmark_file("fuse", "{ensemble}/{lang}")
+        benchmark_file("fuse", "{ensemble}/{queries}/{lang}")
     conda:
         conda_env("cpu")
     shell:
@@ -24,7 +25,7 @@ rule fuse:
 
 rule judge:
     input:
-        candidates=fused_run("{ensemble}", "{lang}"),
+        candidates=fused_run("{ensemble}", "train", "{lang}"),
         train=data("{lang}", "train.jsonl"),
         corpus=data("{lang}", "corpus.jsonl"),
         prompt=lambda wc: judge_spec(wc.judge)["prompt"],
@@ -59,7 +60,7 @@ rule judge:
 rule pool:
     input:
         verdicts=get_pool_verdicts,
-        candidates=fused_run("{ensemble}", "{lang}"),
+        candidates=fused_run("{ensemble}", "train", "{lang}"),
         train=data("{lang}", "train.jsonl"),
     output:
         pool_file("{ensemble}", "{judge}", "{reference}", "{keep}", "{lang}"),

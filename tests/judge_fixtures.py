@@ -4,7 +4,14 @@ causal LM, built once per test session."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from boostmdr.formats import Hit, write_jsonl, write_qrels, write_run
@@ -163,3 +170,47 @@ def judge_against_truth(model_dir: Path, data: dict[str, Path], out: Path) -> di
             JudgeSettings(max_new_tokens=24, retries=1, max_passage_words=48), out,
         )
     return verdict_stats([out], "xx", frozenset({0}), data["truth"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def transformers_serve(model_dir: Path, log_path: Path, timeout: float = 180.0) -> Iterator[str]:
+    """A real OpenAI-compatible server (`transformers serve`) for ``model_dir`` on 127.0.0.1, always shut
+    down; yields its base URL (``http://127.0.0.1:PORT/v1``)."""
+    import httpx
+    import pytest
+
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "transformers"), "serve", str(model_dir), "--host", "127.0.0.1",
+             "--port", str(port), "--device", "cpu"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve not ready after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -21,7 +21,7 @@ PAPER = yaml.safe_load((REPO / "config/miracl.yaml").read_text())
 # The paper's tables built by the workflow (plus the statistics of stage 3's batches), and the variants (table rows
 # and ablations) the paper defines, plus stage 3's ablations on the stage-1 pool (their manifests feed the batches
 # table; their trainings are only in the default's tables table7_wo_stage2 and table9_wo_stage2).
-PAPER_TABLES = {"table1", "table2", "table3", "table7", "table9", "table13", "table15", "table16", "batches"}
+PAPER_TABLES = {"table1", "table2", "table3", "table6", "table7", "table9", "table13", "table15", "table16", "batches"}
 PAPER_VARIANTS = {
     "zeroshot", "naive_topk", "shifted_topk", "topk_abs", "topk_margin_pos", "topk_perc_pos", "stage1", "full",
     "wo_stage1", "wo_stage2", "wo_stage3", "wo_me5", "wo_bge", "wo_llm", "wo_ground_truth", "wo_mift", "wo_pdbg",
@@ -56,7 +56,7 @@ def test_the_paper_run_has_no_demo_only_key():
     assert "synthetic" not in cfg["benchmark"] and cfg["benchmark"]["name"] == "miracl"
     assert not DEMO_RULES & set(cfg["resources"]), sorted(cfg["resources"])
     models = [spec["model"] for spec in [*cfg["backbones"].values(), *cfg["judges"].values(),
-                                         *cfg["topics"]["classifiers"].values()]]
+                                         *cfg["generators"].values(), *cfg["topics"]["classifiers"].values()]]
     assert not [m for m in models if m.startswith("results/models/tiny/")], models
     assert not [k for k in _keys(cfg) if "tiny" in k.split(".")[-1]], [k for k in _keys(cfg) if "tiny" in k]
 
@@ -110,8 +110,9 @@ def test_without_removals_the_default_would_leak_into_the_paper_run():
 def _library_defaults() -> dict:
     """The default of every setting, as the library (dataclasses and module constants, which the command
     lines use too) defines it, under the schema's dotted key."""
-    from boostmdr import batching, bm25, encode, fusion, judge, miners, search, tables, topics, train
-    from boostmdr.demo.tiny_lm import JudgeTrainSettings, TinyLMSettings
+    from boostmdr import (batching, bm25, encode, fusion, generate, judge, mift, miners, search, tables, topics, topup,
+                          train, translate)
+    from boostmdr.demo.tiny_lm import TASKS, JudgeTrainSettings, TinyLMSettings
     from boostmdr.demo.topic_classifiers import ClassifierSettings
     from boostmdr.encoder import EncoderSettings
     from boostmdr.llm.options import BACKEND_DEFAULTS
@@ -178,6 +179,42 @@ def _library_defaults() -> dict:
            for k in ("dim", "epoch", "lr", "word_ngrams", "bucket", "holdout", "seed")},
     }
     out.update({f"judges.*.{k}": v for k, v in BACKEND_DEFAULTS.items()})
+    # stage 2
+    g, m = generate.GenerationSettings(), mift.MiftSettings()
+    s2s, lt = translate.Seq2SeqSettings(), translate.LLMTranslationSettings()
+    out.update({
+        "tiny_models.causal_lms.*.task": TASKS[0],
+        "variant_defaults.negatives.pool_size": topup.DEFAULT_POOL_SIZE,
+        "generators.*.sampling.temperature": g.temperature,
+        "generators.*.sampling.top_p": g.top_p,
+        "generators.*.sampling.summary_max_new_tokens": g.summary_max_new_tokens,
+        "generators.*.sampling.query_max_new_tokens": g.query_max_new_tokens,
+        "generators.*.queries_per_query": g.queries_per_query,
+        "generators.*.max_passage_words": g.max_passage_words,
+        "generators.*.retries": g.retries,
+        "generators.*.seed": g.seed,
+        "generators.*.roundtrip_k": topup.DEFAULT_ROUNDTRIP_K,
+        "generators.*.prompt_format": m.prompt_format,
+        "generators.*.mift.selection": mift.SELECTION_MODES[0],
+        "generators.*.mift.max_samples": mift.DEFAULT_MAX_SAMPLES,
+        "generators.*.mift.lora.rank": m.rank,
+        "generators.*.mift.lora.alpha": m.alpha,
+        "generators.*.mift.lora.dropout": m.dropout,
+        "generators.*.mift.lora.target": m.target,
+        "generators.*.mift.translation.code_scheme": s2s.code_scheme,
+        "generators.*.mift.translation.batch_size": s2s.batch_size,
+        "generators.*.mift.translation.num_beams": s2s.num_beams,
+        "generators.*.mift.translation.max_new_tokens": s2s.max_new_tokens,
+        "generators.*.mift.translation.max_input_tokens": s2s.max_input_tokens,
+        "generators.*.mift.translation.retries": lt.retries,
+        "generators.*.mift.translation.seed": lt.seed,
+    })  # fmt: skip
+    assert lt.max_new_tokens == s2s.max_new_tokens  # one config key for both translation kinds
+    for key in ("learning_rate", "epochs", "scheduler", "warmup_ratio", "cutoff", "batch_size", "gradient_accumulation",
+                "save_steps", "seed", "precision", "gradient_checkpointing", "quantization", "deepspeed"):  # fmt: skip
+        out[f"generators.*.mift.train.{key}"] = getattr(m, key)
+    out.update({f"generators.*.{k}": v for k, v in BACKEND_DEFAULTS.items()})
+    out.update({f"generators.*.mift.translation.{k}": v for k, v in BACKEND_DEFAULTS.items()})
     return out
 
 

@@ -183,3 +183,43 @@ def test_topic_labels_round_trip_and_a_second_line_for_a_query_names_its_line(tm
     path.write_text('{"qid": "q1", "lang": "sw"}\n')
     with pytest.raises(FormatError, match=r"sw.jsonl:1: not a topic record"):
         read_topic_labels(path)
+def test_instructions_read_from_a_json_list_or_json_lines_with_errors_naming_the_place(tmp_path):
+    import json
+
+    from boostmdr.formats import Instruction, read_instructions, write_instructions
+
+    (tmp_path / "alpaca.json").write_text(json.dumps([
+        {"instruction": "Summarize.", "input": "text", "output": "short"},
+        {"instruction": "Name one.", "output": "x"},
+    ]))  # fmt: skip
+    assert read_instructions(tmp_path / "alpaca.json") == [
+        Instruction("Summarize.", "text", "short", 0), Instruction("Name one.", "", "x", 1),
+    ]  # fmt: skip
+    write_instructions(tmp_path / "sw.jsonl", [Instruction("Fupisha.", "", "fupi", 7, "sw")])
+    assert read_instructions(tmp_path / "sw.jsonl") == [Instruction("Fupisha.", "", "fupi", 7, "sw")]
+    (tmp_path / "bad.json").write_text(json.dumps([{"instruction": "a", "output": "b"}, {"input": "c"}]))
+    with pytest.raises(FormatError, match=r"bad\.json: record 1: Alpaca record lacks \['instruction', 'output'\]"):
+        read_instructions(tmp_path / "bad.json")
+    (tmp_path / "bad.jsonl").write_text('{"instruction": "a", "output": "b"}\n{"instruction": 3, "output": "b"}\n')
+    with pytest.raises(FormatError, match=r"bad\.jsonl:2: record: field\(s\) \['instruction'\] must be strings"):
+        read_instructions(tmp_path / "bad.jsonl")
+
+
+def test_generated_queries_round_trip_and_refuse_inconsistent_records(tmp_path):
+    import json
+
+    from boostmdr.formats import GeneratedQuery, read_generated_queries, write_generated_queries
+
+    records = [
+        GeneratedQuery("12.g0", "12", "sw", "pdbg", "39#0", "a summary", "a new query", "ok", {"summary": ["a summary"]}),
+        GeneratedQuery("13.g0", "13", "sw", "pdbg", "40#1", None, None, "summary_failed"),
+    ]
+    write_generated_queries(tmp_path / "q.jsonl", records)
+    assert read_generated_queries(tmp_path / "q.jsonl") == records
+    bad = records[0].to_json() | {"status": "query_failed"}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(FormatError, match=r"bad\.jsonl:1: status 'query_failed' but query 'a new query'"):
+        read_generated_queries(tmp_path / "bad.jsonl")
+    (tmp_path / "dup.jsonl").write_text((json.dumps(records[1].to_json()) + "\n") * 2)
+    with pytest.raises(FormatError, match=r"dup\.jsonl:2: duplicate gid '13\.g0'"):
+        read_generated_queries(tmp_path / "dup.jsonl")

@@ -26,7 +26,7 @@ from benchmarks.gpu.hardware import FlopModel, device_peak
 
 CHECK_NAMES = [
     "environment", "matmul", "encode-bert-base", "encode-xlmr-large", "train-bf16", "train-bf16-checkpointing",
-    "train-resume", "llm-judge", "llm-generate",
+    "train-resume", "llm-judge", "llm-generate", "mift-lora",
 ]  # fmt: skip
 
 
@@ -92,6 +92,8 @@ def test_cpu_dry_run_runs_every_check_and_reports_real_numbers(tmp_path):
     g = rows["llm-generate"]["metrics"]
     assert g["requests_identical_on_repeat"] == g["requests"] == 3
     assert 0 < g["generated_tokens"] <= 3 * 2 * 6 and g["generated_tokens_per_s"] > 0
+    lora = rows["mift-lora"]["metrics"]
+    assert lora["steps"] == 8 and lora["last_logged_loss"] < lora["first_logged_loss"]  # 64 examples / (8 x 2) x 2 epochs
 
 
 def test_help_does_not_import_torch():

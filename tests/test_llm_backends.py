@@ -7,21 +7,27 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from judge_fixtures import PROMPT, hide_second_positives, random_tiny_lm, trained_topic_judge, write_toy_data
+from judge_fixtures import (
+    _free_port,
+    PROMPT,
+    hide_second_positives,
+    random_tiny_lm,
+    trained_topic_judge,
+    transformers_serve,
+    write_toy_data,
+)
 
 from boostmdr.formats import read_jsonl
 from boostmdr.judge import JudgeSettings, load_judge_template, majority_vote, run_verdicts
 from boostmdr.llm import BACKENDS, BackendError, BackendUnavailable, GenerationRequest, SamplingSettings, get_backend
 from boostmdr.llm.vllm_backend import assemble, flatten, sampling_kwargs
 
-VENV_BIN = Path(sys.executable).parent
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -256,47 +262,12 @@ def test_transformers_yields_each_request_once_as_soon_as_its_samples_are_done(m
 # -------------------------------------------------------------------------------------------- http
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """`transformers serve` on 127.0.0.1 with the tiny judge-fine-tuned model, always shut down."""
     model_dir, held = trained_topic_judge(tmp_path_factory.mktemp("served-model"))
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "transformers"), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve not ready after 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", str(model_dir), held
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with transformers_serve(model_dir, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url, str(model_dir), held
 
 
 @pytest.mark.slow

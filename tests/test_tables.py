@@ -190,3 +190,16 @@ def test_batch_table_prints_each_rows_statistics_and_na_without_topics():
     assert table.rows[0].cells == ("100.0", "7.25", "8.00", "95.1", "0.850", "40.0", "60.0", "0.0")
     assert table.rows[1].cells == ("12.5", "n/a", "n/a", "98.0", "n/a", "6.3", "6.3", "87.5")
     assert table.rows[2].pending == "not yet built: stage 2"
+def test_statistics_of_one_language_from_several_files_are_merged_and_disagreements_named():
+    merged = tables.merge_stats([
+        ("pool/sw.json", {"lang": "sw", "pool": {"from_llm_share": 0.1}}),
+        ("judge/sw.json", {"lang": "sw", "elimination_rate": 0.2}),
+        ("judge/te.json", {"lang": "te", "elimination_rate": 0.3}),
+    ])  # fmt: skip
+    assert merged == {"sw": {"lang": "sw", "pool": {"from_llm_share": 0.1}, "elimination_rate": 0.2},
+                      "te": {"lang": "te", "elimination_rate": 0.3}}  # fmt: skip
+    rows = tables.STATS_TABLES["table8"][1]
+    table = tables.stats_table(rows, {"sw": {**merged["sw"], "pool": {"from_llm_share": 0.1, "from_retrieval_share": 0.9}}}, ["sw"])
+    assert [r.cells for r in table.rows] == [("90.0", "90.0"), ("10.0", "10.0"), ("20.0", "20.0")]
+    with pytest.raises(tables.TableError, match=r"b\.json and a\.json disagree on 'x' for sw"):
+        tables.merge_stats([("a.json", {"lang": "sw", "x": 1}), ("b.json", {"lang": "sw", "x": 2})])

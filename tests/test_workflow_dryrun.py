@@ -54,7 +54,12 @@ def miracl_raw(tmp_path_factory):
 @pytest.mark.slow
 def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     overlay = tmp_path / "raw.yaml"
-    overlay.write_text(yaml.safe_dump({"benchmark": {"name": "miracl", "raw_dir": str(miracl_raw)}}))
+    alpaca = tmp_path / "alpaca_data.json"  # stage 2's instructions: Stanford Alpaca's file, on disk like MIRACL's
+    alpaca.write_text('[{"instruction": "Summarize the text.", "input": "a text", "output": "a summary"}]')
+    overlay.write_text(yaml.safe_dump({
+        "benchmark": {"name": "miracl", "raw_dir": str(miracl_raw)},
+        "generators": {"llm": {"mift": {"instructions": str(alpaca)}}},
+    }))  # fmt: skip
     out, elapsed = _dry_run([REPO / "config/miracl.yaml", overlay])
     counts = _job_counts(out)
     total = counts.get("total")
@@ -72,17 +77,39 @@ def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     shards = sum(config_shards[lang] for lang in MIRACL_LANGS)
     # Five zero-shot backbones encode every shard; each fine-tuned model (24) encodes every shard again.
     assert counts["encode_corpus"] == (5 + counts["train"]) * shards
-    # The miners' rows of tables 2, 15, 16 train one model per (backbone, miner) pair: 4 backbones x 5 miners,
-    # plus stage-1-only rows for the same 4 backbones, plus Table 3's "w/o stage 2" (stage-1 pool + stage 3) on BGE.
-    assert counts["train"] == 4 * 5 + 4 + 1
+    # Tables 2, 15, 16 train one model per (backbone, miner) pair, 4 backbones x 5 miners, and stage 1 alone and the
+    # full method on each of the 4 backbones; the ablations train on BGE: Table 3 (w/o stage 1, 2, 3), Table 6
+    # (w/o MIFT, w/o PDBG), Table 7 (three batching ablations) and Table 9 (four fixed weights).
+    assert counts["train"] == 4 * 5 + 4 + 4 + 3 + 2 + 3 + 4
     # Every training replays a batch manifest, one per variant and epoch count (16 for mBERT and mDPR, 20 for mE5
-    # and BGE): 5 miners x 2 + stage-1 only x 2 + w/o stage 2, plus the batches table's three stage-1-pool ablations.
-    assert counts["batches"] == 5 * 2 + 2 + 1 + 3
+    # and BGE): 5 miners, stage 1 only and the full method twice each, the 12 BGE ablations once, plus the batches
+    # table's three stage-1-pool ablations (manifests only).
+    assert counts["batches"] == 7 * 2 + 12 + 3
     assert counts["topics"] == n_langs
     assert counts["mine"] == 5 * n_langs
     assert counts["judge"] == 8 * n_langs
+    # Stage 2: one MIFT; four generated query sets per language (the full method's, w/o MIFT's, w/o PDBG's, and
+    # w/o stage 1's on the unjudged BGE pool), each retrieved by its ensemble's members, fused and topped up; the
+    # three sets on judged pools are judged in 8 chunks.
+    assert counts["mift_select"] == counts["mift_train"] == counts["mift_merge"] == 1
+    assert counts["mift_translate"] == counts["roundtrip"] == n_langs
+    assert counts["generate"] == counts["stage2_candidates"] == counts["topup"] == 4 * n_langs
+    assert counts["judge_generated"] == 3 * 8 * n_langs
+    # the training queries by me5 and bge; the generated ones by me5 and bge (three sets) or bge alone (w/o stage 1)
+    assert counts["candidates_dense"] == 2 * n_langs + (3 * 2 + 1) * n_langs
+    assert counts["fuse"] == 2 * n_langs + 4 * n_langs
     assert "synthetic_language" not in counts and "tiny_encoder" not in counts
     assert elapsed < 300
+
+
+def _trained_rows(workdir):
+    """The fine-tuned (backbone, variant) rows of the config's tables."""
+    cfg = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    rows = []
+    for table in cfg["tables"].values():
+        rows += table.get("rows", [])
+        rows += [r | {"backbone": g} for g in table.get("groups", []) for r in table.get("group_rows", [])]
+    return [r for r in rows if cfg["variants"].get(r["variant"], {}).get("finetune", True) and r["backbone"] != "bm25"]
 
 
 def test_default_config_builds_its_dag(tmp_path):
@@ -93,4 +120,11 @@ def test_default_config_builds_its_dag(tmp_path):
     out, _ = _dry_run([tmp_path / "config/config.yaml"], ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)])
     counts = _job_counts(out)
     assert counts["synthetic_language"] == 3 and counts["prepare"] == 3
-    assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 1
+    assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 2  # the judge and stage 2's generator
+    # stage 2: the demo's instruction set (English source, one file per language), one MIFT, and the generation
+    # and top-up of four query sets (the full method, w/o MIFT, w/o PDBG, w/o stage 1), plus the unjudged top-up of
+    # the full method's pool for the analysis of the false negatives generation brings in
+    assert counts["synthetic_instructions"] == 3 and counts["synthetic_instructions_source"] == 1
+    assert counts["mift_select"] == counts["mift_train"] == 1 and counts["mift_translate"] == 3
+    assert counts["generate"] == 4 * 3 and counts["topup"] == 4 * 3 + 3
+    assert counts["topics"] == 3 and counts["train"] == len({(r["backbone"], r["variant"]) for r in _trained_rows(tmp_path)})

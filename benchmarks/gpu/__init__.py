@@ -16,6 +16,7 @@ GPU in under five minutes:
 ``train-resume``                SIGKILL after a saved state, the same command again: same weights
 ``llm-judge``                   stage 1's ``judge_pairs`` on the ``transformers`` backend, batched
 ``llm-generate``                batched seeded sampling on the same backend, reproducible
+``mift-lora``                   stage 2's LoRA instruction tuning through transformers' ``Trainer``, bf16
 ==============================  ===========================================================================
 
 Each check is a registered function (:func:`benchmarks.gpu.core.register`); a failing one becomes a

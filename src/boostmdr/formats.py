@@ -841,3 +841,134 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], list[Manifes
             path, None, f"{len(steps)} steps; the header says {header['epochs']} epochs x {header['steps_per_epoch']} steps"
         )
     return header, steps
+# ---------------------------------------------------------------------------------- instructions
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction-tuning record in the Alpaca format (``instruction``, optional ``input``, ``output``).
+
+    ``index`` is the record's 0-based position in the English source file it comes from (kept through
+    selection and translation, so every language's copy of a record can be traced back to it); ``lang`` is
+    the language the text is in (``en`` for the source).
+    """
+
+    instruction: str
+    input: str
+    output: str
+    index: int | None = None
+    lang: str | None = None
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"instruction": self.instruction, "input": self.input, "output": self.output}
+        if self.index is not None:
+            out["index"] = self.index
+        if self.lang is not None:
+            out["lang"] = self.lang
+        return out
+
+
+def _instruction(path: str | os.PathLike, where: int, rec: Any, line: int | None) -> Instruction:
+    what = f"record {where}" if line is None else "record"
+    if not isinstance(rec, dict):
+        raise FormatError(path, line, f"{what}: expected an object with 'instruction', 'input', 'output'")
+    missing = [k for k in ("instruction", "output") if k not in rec]
+    if missing:
+        raise FormatError(path, line, f"{what}: Alpaca record lacks {missing} (needs instruction, output, optional input)")
+    fields = {k: rec.get(k, "") if rec.get(k) is not None else "" for k in ("instruction", "input", "output")}
+    bad = [k for k, v in fields.items() if not isinstance(v, str)]
+    if bad:
+        raise FormatError(path, line, f"{what}: field(s) {bad} must be strings")
+    index = rec.get("index", where)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise FormatError(path, line, f"{what}: 'index' must be an integer, got {index!r}")
+    lang = rec.get("lang")
+    return Instruction(fields["instruction"], fields["input"], fields["output"], index, lang)
+
+
+def read_instructions(path: str | os.PathLike) -> list[Instruction]:
+    """Read an Alpaca-format instruction file: a JSON list of records (Stanford Alpaca's ``alpaca_data.json``)
+    or JSON lines (``.jsonl``), each ``{"instruction", "input", "output"}``. A record without ``index`` gets its
+    0-based position. Errors name the file and the line (JSON lines) or the record's position (JSON list)."""
+    name = str(path)
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return [_instruction(path, i, rec, lineno) for i, (lineno, rec) in enumerate(read_jsonl(path))]
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise FormatError(path, None, "expected a JSON list of Alpaca records (or a .jsonl file, one record per line)")
+    return [_instruction(path, i, rec, None) for i, rec in enumerate(data)]
+
+
+def write_instructions(path: str | os.PathLike, records: Iterable[Instruction]) -> int:
+    """Write instruction records as JSON lines atomically; returns the count."""
+    return write_jsonl(path, (r.to_json() for r in records))
+
+
+# ----------------------------------------------------------------------------- generated queries
+
+GENERATION_STATUSES = ("ok", "summary_failed", "query_failed", "no_positive")
+"""What became of one generation attempt (see :class:`GeneratedQuery`)."""
+
+
+@dataclass(frozen=True)
+class GeneratedQuery:
+    """One query written by the stage-2 generator for a training query (one line of a generated-queries
+    file, docs/formats.md).
+
+    ``gid`` is the generated query's own id (used in TREC runs; ``<qid>.g<k>``), ``qid`` the training query it
+    was written for, ``source_docid`` the positive it was written from, ``summary`` the generator's summary of
+    that positive (``None`` without PDBG's summary step, or when it failed) and ``query`` the new query
+    (``None`` when generation failed). ``status`` is one of :data:`GENERATION_STATUSES`; only ``ok`` records
+    have a query. ``mode`` is ``pdbg`` (summary, then query) or ``direct`` (query from the positive, "w/o
+    PDBG"). ``raw`` keeps the generator's raw texts of every attempt, ``generator`` the backend, model and
+    fingerprint that wrote it.
+    """
+
+    gid: str
+    qid: str
+    lang: str
+    mode: str
+    source_docid: str | None
+    summary: str | None
+    query: str | None
+    status: str
+    raw: dict[str, Any] = field(default_factory=dict)
+    generator: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "gid": self.gid, "qid": self.qid, "lang": self.lang, "mode": self.mode,
+            "source_docid": self.source_docid, "summary": self.summary, "query": self.query,
+            "status": self.status, "raw": self.raw, "generator": self.generator,
+        }  # fmt: skip
+
+
+def read_generated_queries(path: str | os.PathLike) -> list[GeneratedQuery]:
+    """Read a generated-queries file; a malformed record names the file and line."""
+    out: list[GeneratedQuery] = []
+    seen: set[str] = set()
+    for lineno, rec in read_jsonl(path):
+        try:
+            q = GeneratedQuery(
+                gid=str(rec["gid"]), qid=str(rec["qid"]), lang=str(rec["lang"]), mode=str(rec["mode"]),
+                source_docid=rec["source_docid"], summary=rec["summary"], query=rec["query"],
+                status=str(rec["status"]), raw=rec.get("raw", {}), generator=rec.get("generator", {}),
+            )  # fmt: skip
+        except KeyError as err:
+            raise FormatError(path, lineno, f"generated-query record lacks field {err}") from None
+        if q.status not in GENERATION_STATUSES:
+            raise FormatError(path, lineno, f"status {q.status!r} is not one of {GENERATION_STATUSES}")
+        if (q.status == "ok") != (q.query is not None):
+            raise FormatError(path, lineno, f"status {q.status!r} but query {q.query!r}: only 'ok' records have a query")
+        if not q.gid or any(c.isspace() for c in q.gid):
+            raise FormatError(path, lineno, f"gid {q.gid!r} must be non-empty without whitespace (TREC runs)")
+        if q.gid in seen:
+            raise FormatError(path, lineno, f"duplicate gid {q.gid!r}")
+        seen.add(q.gid)
+        out.append(q)
+    return out
+
+
+def write_generated_queries(path: str | os.PathLike, records: Iterable[GeneratedQuery]) -> int:
+    """Write generated-query records atomically; returns the count."""
+    return write_jsonl(path, (r.to_json() for r in records))

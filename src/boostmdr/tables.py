@@ -15,7 +15,9 @@ Layouts:
 
 * **statistics** (:func:`stats_table`): one row per statistic of a step (e.g. the stage-1 judge's
   elimination rate, or its precision against the synthetic benchmark's planted truth), columns ``Avg``
-  then each language; percentages with one decimal, counts with thousands separators.
+  then each language; percentages with one decimal, counts with thousands separators. A table may read
+  several statistics files per language (Table 8: the final pools' and the stage-1 judge's); their records
+  are merged, and two files giving one key different values is an error.
 * **topics** (:func:`topic_table`, the paper's Table 13): one row per language and a ``Total`` row,
   columns the topic codes in the scheme's order and ``Total``; counts of training queries.
 * **batches** (:func:`batch_table`): one row per system, columns what its batch manifest's statistics
@@ -205,6 +207,41 @@ STATS_TABLES: dict[str, tuple[str, tuple[Statistic, ...]]] = {
             ("Precision (%)", lambda s: s["truth"]["precision"], True),
             ("Recall (%)", lambda s: s["truth"]["recall"], True),
             ("Accuracy (%)", lambda s: s["truth"]["accuracy"], True),
+        ),
+    ),
+    "table8": (
+        "Table 8: hard negatives of the final pools from retrieval (stage 1) and from the LLM (stage 2); "
+        "elimination: share of judged stage-1 candidates the LLM judge removed",
+        (
+            ("From Retrieval (%)", lambda s: s["pool"]["from_retrieval_share"], True),
+            ("From LLM (%)", lambda s: s["pool"]["from_llm_share"], True),
+            ("Elimination (%)", lambda s: s["elimination_rate"], True),
+        ),
+    ),
+    "stage2": (
+        "Stage 2: generation and top-up per language",
+        (
+            ("Queries below N", lambda s: s["pool"]["below_pool_size"], False),
+            ("Usable generated queries", lambda s: s["generation"]["ok"], False),
+            ("Failed generations", lambda s: s["generation"]["summary_failed"] + s["generation"]["query_failed"], False),
+            ("Round trip: source positive in top k (%)", lambda s: s["roundtrip"]["round_trip_share"], True),
+            ("Round trip: any positive in top k (%)", lambda s: s["roundtrip"]["any_positive_share"], True),
+            ("New candidates considered", lambda s: s["pool"]["new_considered"], False),
+            ("Removed by the judge (%)", lambda s: s["pool"]["new_removed_share"], True),
+            ("Negatives from stage 2", lambda s: s["pool"]["from_stage2"], False),
+            ("Queries short of N", lambda s: s["pool"]["queries_with_shortfall"], False),
+            ("Missing negatives (all queries)", lambda s: s["pool"]["shortfall"], False),
+        ),
+    ),
+    "generation_false_negatives": (
+        "Planted false negatives among the negatives generation brought in, with and without the judge "
+        "(synthetic benchmark; analysis only, never read by the method)",
+        (
+            ("Generated negatives, judged top-up", lambda s: s["false_negatives"]["stage2_judged"]["negatives"], False),
+            ("  planted false negatives (%)", lambda s: s["false_negatives"]["stage2_judged"]["share"], True),
+            ("Generated negatives, unjudged top-up", lambda s: s["false_negatives"]["stage2_unjudged"]["negatives"], False),
+            ("  planted false negatives (%)", lambda s: s["false_negatives"]["stage2_unjudged"]["share"], True),
+            ("Stage-1 negatives: planted false negatives (%)", lambda s: s["false_negatives"]["stage1"]["share"], True),
         ),
     ),
 }
@@ -477,6 +514,21 @@ def _topic_table_from_files(paths: Sequence[str], languages: Sequence[str], topi
         for rec in read_topic_labels(path):
             counts.setdefault(rec.lang, Counter())[rec.topic] += 1
     return topic_table(counts, languages, topics, title=title)
+def merge_stats(records: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per-language statistics from ``(path, record)`` pairs, each record with its ``lang``; records of one
+    language are merged key by key, and a key two files give different values names both files."""
+    stats: dict[str, dict[str, Any]] = {}
+    where: dict[tuple[str, str], str] = {}
+    for path, record in records:
+        if "lang" not in record:
+            raise TableError(f"{path}: a statistics record needs its 'lang'")
+        merged = stats.setdefault(record["lang"], {})
+        for key, value in record.items():
+            if key in merged and merged[key] != value:
+                raise TableError(f"{path} and {where[(record['lang'], key)]} disagree on {key!r} for {record['lang']}")
+            merged[key] = value
+            where.setdefault((record["lang"], key), str(path))
+    return stats
 
 
 def write_stats_table(smk: Any) -> None:
@@ -491,9 +543,6 @@ def write_stats_table(smk: Any) -> None:
         raise TableError(f"params.kind {kind!r}: choose one of {', '.join(STATS_TABLES)}")
     title, rows = STATS_TABLES[kind]
     subtitle = getattr(smk.params, "subtitle", "")
-    stats = {}
-    for path in _flat(smk.input):
-        record = read_json(path)
-        stats[record["lang"]] = record
+    stats = merge_stats([(path, read_json(path)) for path in _flat(smk.input)])
     table = stats_table(rows, stats, list(smk.params.languages), f"{title} ({subtitle})" if subtitle else title)
     write_table(table, _flat(smk.output))

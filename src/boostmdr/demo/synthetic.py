@@ -527,8 +527,11 @@ def make_plan(
     no_positive_rate: float = 0.0,
     max_planted: int = 3,
     judged_negatives: int = 6,
+    vocabulary_seed: int | None = None,
 ) -> Plan:
-    """Draw articles, passages, queries, judgements and planted false negatives (no texts yet)."""
+    """Draw articles, passages, queries, judgements and planted false negatives (no texts yet).
+    ``vocabulary_seed`` (default ``seed``) seeds the language's words alone: another plan of the same
+    language with the same vocabulary seed shares its common, topic and fact words."""
     get_script(lang)
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -551,7 +554,7 @@ def make_plan(
     rng = _rng(seed, lang, _PLAN)
     counts = _articles(rng, passages)
     n_art = len(counts)
-    vocab = build_vocabulary(lang, seed, n_art)
+    vocab = build_vocabulary(lang, seed if vocabulary_seed is None else vocabulary_seed, n_art)
     props = np.asarray(TOPIC_COUNTS[lang], dtype=float)
     art_topic = rng.choice(len(TOPICS), size=n_art, p=props / props.sum())
     pair_idx = rng.random(n_art)
@@ -778,6 +781,20 @@ def _chunk_lines(plan: Plan, seed: int, table: _Bytes, c: int, lo: int, hi: int)
         lines.append(b'{"docid": "%s", "title": "%s", "text": "%s"}\n' % (docid, title, body))
         topics.append(b"%s\t%s\t%s\n" % (docid, fine_names[plan.art_fine[a]], coarse_names[plan.art_coarse[a]]))
     return lines, topics
+
+
+def passage_records(plan: Plan, seed: int) -> list[dict]:
+    """Every passage of ``plan`` as a corpus record ``{"docid", "title", "text"}`` (the texts
+    :func:`generate` writes for the same plan and seed)."""
+    import json
+
+    table = _Bytes(plan.vocab.words)
+    n = len(plan.passage_article)
+    out = []
+    for c, lo in enumerate(range(0, n, CHUNK)):
+        lines, _ = _chunk_lines(plan, seed, table, c, lo, min(lo + CHUNK, n))
+        out.extend(json.loads(line) for line in lines)
+    return out
 
 
 # -------------------------------------------------------------------------------------------- write

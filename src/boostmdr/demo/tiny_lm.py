@@ -1,7 +1,8 @@
 """A tiny Llama-style causal LM built locally, so the judge (and any LLM step) runs the code path real
 models use, with no model hub.
 
-Two steps, one CLI:
+Two tasks (``--task``): ``judge`` (the stage-1 judge, steps 1 and 2 below) and ``generator`` (stage 2's
+generator, step 1 and 3). Two steps each, one CLI:
 
 1. **Build**: a byte-level BPE tokenizer trained with ``tokenizers`` on the prepared corpora, the
    queries and the judge prompt (words split at whitespace and punctuation, digits one per token, so
@@ -22,6 +23,13 @@ Two steps, one CLI:
    of the example's own text (question, candidate, reference), which rewards noticing words seen
    earlier in the prompt. Passages are cut to ``--max-passage-words`` words with the same function the
    judge uses, so training and judging see the same prompts; the template is never cut.
+
+3. **Generator warm-up** (``--task generator``): the tokenizer is trained on the corpora, the instruction
+   files and the generation prompt templates (``--extra-text``); the model then learns the language of the
+   corpora as a plain next-token LM (``--max-steps`` steps of ``--batch-size`` passages, title and text,
+   each between BOS and EOS): the "pretrained base" that stage 2's MIFT rule then LoRA-tunes on the
+   instruction set. It sees no instruction and no prompt format before MIFT, so "w/o MIFT" generates with
+   a model that only continues text.
 
 The synthetic benchmark's complete truth (``synthetic-truth/``) is never read.
 
@@ -76,6 +84,7 @@ log = logging.getLogger(__name__)
 SPECIAL_TOKENS = {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "pad": "<pad>"}
 SETTINGS_FILE = "boostmdr_tiny_lm.json"
 INITS = ("random", "circuit")
+TASKS = ("judge", "generator")
 WORD_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?[\p{L}\p{M}]+| ?\p{N}+| ?[^\s\p{L}\p{M}\p{N}]+|\s+(?!\S)|\s+"
 
 
@@ -129,7 +138,7 @@ def iter_texts(paths: Sequence[str | os.PathLike]) -> Iterator[str]:
         name = str(path)
         if name.endswith((".jsonl", ".jsonl.gz")):
             for _, rec in read_jsonl(path):
-                for key in ("title", "text", "query"):
+                for key in ("title", "text", "query", "instruction", "input", "output"):
                     if isinstance(rec.get(key), str) and rec[key]:
                         yield rec[key]
         else:
@@ -458,6 +467,83 @@ def finetune_judge(
     }
 
 
+# ------------------------------------------------------------------------------------ generator base
+
+
+def lm_warmup(model: Any, tokenizer: Any, corpora: Sequence[str | os.PathLike], s: JudgeTrainSettings) -> dict[str, Any]:
+    """Next-token LM training on the corpora's passages (module docstring, step 3); returns a summary."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    texts = [passage_text(d) for path in corpora for d in read_corpus(path)]
+    if not texts:
+        raise ValueError(f"--tokenizer-corpus {list(map(str, corpora))}: no passage to warm the generator up on")
+    rng = random.Random(s.seed)
+    torch.manual_seed(s.seed)
+    limit = model.config.max_position_embeddings
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / max(1, s.warmup_steps)))
+    losses: list[float] = []
+    start = time.monotonic()
+    for step in tqdm(range(s.max_steps), desc="generator warm-up", unit="step"):
+        batch = [tokenizer(rng.choice(texts))["input_ids"][: limit - 1] + [tokenizer.eos_token_id] for _ in range(s.batch_size)]
+        width = max(map(len, batch))
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, seq in enumerate(batch):
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if (step + 1) % 50 == 0:
+            log.info("step %d: next-token loss %.4f", step + 1, sum(losses[-50:]) / len(losses[-50:]))
+    model.eval()
+    return {
+        "steps": s.max_steps,
+        "seconds": round(time.monotonic() - start, 1),
+        "first_loss": sum(losses[:10]) / max(1, len(losses[:10])),
+        "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
+        "passages": len(texts),
+        "batch_size": s.batch_size,
+        "lr": s.lr,
+    }
+
+
+def build_generator_lm(
+    tokenizer_corpus: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    settings: TinyLMSettings,
+    extra_texts: Sequence[str | os.PathLike],
+    train_settings: JudgeTrainSettings,
+) -> dict[str, Any]:
+    """Build the tiny generator: tokenizer, random Llama, next-token warm-up on the corpora (step 3)."""
+    seed_everything(settings.seed)
+    extra = [Path(p).read_text(encoding="utf-8") for p in extra_texts]
+    tokenizer = train_tokenizer(iter_texts(tokenizer_corpus), settings.vocab_size, extra)
+    model, _ = build_model(tokenizer, settings)
+    corpora = [p for p in tokenizer_corpus if Path(p).name == "corpus.jsonl"]
+    info: dict[str, Any] = {
+        "task": "generator",
+        "model": asdict(settings),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "tokenizer_corpus": [str(p) for p in tokenizer_corpus],
+        "extra_texts": [str(p) for p in extra_texts],
+        "warmup": lm_warmup(model, tokenizer, corpora, train_settings) if train_settings.max_steps else None,
+    }
+    save(model, tokenizer, out, info)
+    log.info("saved tiny generator LM to %s", out)
+    return info
+
+
 # --------------------------------------------------------------------------------------------- CLI
 
 
@@ -517,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="prepared-data directories, or their train.jsonl (corpus.jsonl beside it), for judge fine-tuning",
     )
     p.add_argument("--prompt", default=None, help="judge prompt template (tokenizer text; required with --train)")
+    p.add_argument("--task", choices=TASKS, default="judge", help="judge: judge fine-tuning; generator: LM warm-up")
+    p.add_argument("--extra-text", nargs="*", default=[], help="generator: prompt templates for the tokenizer")
     p.add_argument("--out", required=True, help="output model directory (Hugging Face layout)")
     d, t = TinyLMSettings(), JudgeTrainSettings()
     p.add_argument("--vocab-size", type=int, default=d.vocab_size)
@@ -561,7 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_passage_words=args.max_passage_words,
         seed=args.seed,
     )
-    build_tiny_lm(args.tokenizer_corpus, args.out, settings, args.prompt, args.train, train_settings)
+    if args.task == "generator":
+        build_generator_lm(args.tokenizer_corpus, args.out, settings, args.extra_text, train_settings)
+    else:
+        build_tiny_lm(args.tokenizer_corpus, args.out, settings, args.prompt, args.train, train_settings)
     return 0
 
 

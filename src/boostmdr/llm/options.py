@@ -7,8 +7,9 @@
 reachable from the config, and the workflow passes it through ``params`` (a change reruns what it affects).
 
 Options that change outputs: ``--backend``, ``--model``, ``--dtype``, ``--max-model-len`` (vLLM's context),
-``--endpoint`` (HTTP: completions or chat). Options that only change speed or robustness: ``--device``,
-``--max-batch-rows``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``, ``--concurrency``,
+``--endpoint`` (HTTP: completions or chat), ``--adapter`` (a LoRA adapter applied to the model; the
+workflow passes it as a rule input, not from the config). Options that only change speed or robustness:
+``--device``, ``--max-batch-rows``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``, ``--concurrency``,
 ``--timeout``, ``--max-retries``, and where the server is (``--base-url``) and which environment variable
 holds its key (``--api-key-env``, a NAME: the key itself never appears on a command line).
 """
@@ -44,6 +45,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, help="model directory or hub id (transformers, vllm) or served model name (http)"
     )
+    parser.add_argument(
+        "--adapter", default=None, help="transformers/vllm: a PEFT LoRA adapter directory applied to --model"
+    )
     parser.add_argument("--device", default=d["device"], help="transformers: cpu, cuda, auto")
     parser.add_argument("--dtype", default=d["dtype"], help="transformers/vllm: auto, float32, bfloat16, float16")
     parser.add_argument(
@@ -69,10 +73,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 def backend_settings(args: argparse.Namespace, seed: int = 0) -> dict[str, Any]:
     """Keyword arguments of :func:`boostmdr.llm.get_backend` for ``args.backend`` from the parsed options."""
+    adapter = getattr(args, "adapter", None)
     if args.backend == "transformers":
-        return {"model": args.model, "device": args.device, "dtype": args.dtype, "max_batch_rows": args.max_batch_rows}
+        return {
+            "model": args.model, "device": args.device, "dtype": args.dtype, "max_batch_rows": args.max_batch_rows,
+            "adapter": adapter,
+        }  # fmt: skip
     if args.backend == "vllm":
         return {
+            "adapter": adapter,
             "model": args.model,
             "tensor_parallel_size": args.tensor_parallel_size,
             "dtype": args.dtype,
@@ -82,6 +91,11 @@ def backend_settings(args: argparse.Namespace, seed: int = 0) -> dict[str, Any]:
         }
     if not args.base_url:
         raise ValueError("--backend http needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    if adapter:
+        raise ValueError(
+            f"--adapter {adapter}: the http backend cannot apply a LoRA adapter; serve the merged model "
+            "(python -m boostmdr.mift merge) and name it with --model, or use --backend transformers or vllm"
+        )
     return {
         "model": args.model,
         "base_url": args.base_url,

@@ -39,6 +39,10 @@ prefix of a micro-batch is charged to its first request and counted as reused by
 Padding slots are computed too but are no prompt tokens: they are counted apart
 (``extra["padding_tokens"]``, ``stats["padding_tokens"]``).
 
+LoRA adapters: with ``adapter`` (a PEFT adapter directory, e.g. stage 2's MIFT adapter) the base model is
+loaded, the adapter attached with ``peft`` and merged into the weights in memory, so decoding runs the plain
+model; the cache fingerprint covers the base model and the adapter.
+
 Limits: only ``temperature`` and ``top_p`` shape sampling; other generation-config settings of the model
 (top-k, repetition penalty, ...) are not applied. The key/value cache grows with rows x (prompt + new
 tokens): lower ``max_batch_rows`` for a large model on a small GPU. A sliding attention window counts
@@ -114,6 +118,7 @@ class TransformersBackend(Backend):
         share_prefix: bool = True,
         min_shared_prefix: int = 8,
         max_batch_rows: int = 64,
+        adapter: str | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -133,6 +138,9 @@ class TransformersBackend(Backend):
             self.model = AutoModelForCausalLM.from_pretrained(self._model_name, dtype=torch_dtype)
         except OSError as err:
             raise BackendError(f"transformers backend: cannot load model {self._model_name!r} ({err})") from err
+        self.adapter = str(adapter) if adapter else None
+        if self.adapter:
+            self.model = _merge_adapter(self.model, self.adapter)
         self.model.to(self.device).eval()
         gen = self.model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
@@ -145,6 +153,8 @@ class TransformersBackend(Backend):
         self.max_batch_rows = max_batch_rows
         self._prefix: tuple[list[int], Any] | None = None
         self._fingerprint = local_model_fingerprint(self._model_name)
+        if self.adapter:
+            self._fingerprint = f"{self._fingerprint}+adapter:{local_model_fingerprint(self.adapter)}"
         self.stats: Counter[str] = Counter()
         """prefill_calls, prefilled_tokens, reused_prefix_tokens, padding_tokens, decode_calls, generated_tokens."""
 
@@ -161,6 +171,7 @@ class TransformersBackend(Backend):
             "device": str(self.device),
             "share_prefix": self.share_prefix,
             "max_batch_rows": self.max_batch_rows,
+            **({"adapter": self.adapter} if self.adapter else {}),
         }
 
     def close(self) -> None:
@@ -358,6 +369,18 @@ class TransformersBackend(Backend):
         if len(prev_ids) > common:
             cache.crop(-(len(prev_ids) - common))
         return cache, common
+
+
+def _merge_adapter(model: Any, adapter: str) -> Any:
+    """``model`` with the PEFT adapter in ``adapter`` merged into its weights (in memory)."""
+    try:
+        from peft import PeftModel
+    except ImportError as err:
+        raise BackendError("transformers backend: an adapter needs peft (pip install peft; in `make install`)") from err
+    try:
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (OSError, ValueError) as err:
+        raise BackendError(f"transformers backend: cannot load the LoRA adapter {adapter!r} ({err})") from err
 
 
 def _sample_tokens(logits: Any, rows: Sequence[_Row], torch: Any) -> list[int]:

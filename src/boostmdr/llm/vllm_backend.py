@@ -12,6 +12,9 @@ never in the CPU venv; this module imports it only when the backend is built.
   ``enable_prefix_caching=True`` the KV blocks of the shared prompt (and of the template header and the
   question shared by all candidates of a query) are computed once and reused; ``prefilled_tokens``
   reports what vLLM says it did not take from its cache (``num_cached_tokens``).
+* **LoRA adapters**: with ``adapter`` (a PEFT adapter directory, e.g. stage 2's MIFT adapter) the engine
+  starts with ``enable_lora`` and every request carries a ``LoRARequest`` for it (rank read from the
+  adapter's ``adapter_config.json``); the cache fingerprint covers the adapter.
 * **Parallelism**: ``tensor_parallel_size`` GPUs per model (70B-class judges need 4-8 A100s);
   ``gpu_memory_utilization`` and ``max_model_len`` bound the KV cache.
 """
@@ -89,7 +92,11 @@ class VLLMBackend(Backend):
         max_model_len: int | None = None,
         seed: int = 0,
         enable_prefix_caching: bool = True,
+        adapter: str | None = None,
     ) -> None:
+        import json
+        from pathlib import Path
+
         from vllm import LLM, SamplingParams
 
         self._SamplingParams = SamplingParams
@@ -104,9 +111,19 @@ class VLLMBackend(Backend):
         }
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
+        self.adapter = str(adapter) if adapter else None
+        self._lora = None
+        if self.adapter:
+            from vllm.lora.request import LoRARequest
+
+            rank = json.loads((Path(self.adapter) / "adapter_config.json").read_text())["r"]
+            kwargs.update(enable_lora=True, max_lora_rank=max(8, int(rank)), max_loras=1)
+            self._lora = LoRARequest("adapter", 1, self.adapter)
         log.info("vllm backend: %s", kwargs)
         self.llm = LLM(**kwargs)
         self._fingerprint = local_model_fingerprint(self._model)
+        if self.adapter:
+            self._fingerprint = f"{self._fingerprint}+adapter:{local_model_fingerprint(self.adapter)}"
         self.tensor_parallel_size = tensor_parallel_size
 
     @property
@@ -117,12 +134,13 @@ class VLLMBackend(Backend):
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "tensor_parallel_size": self.tensor_parallel_size, "prefix_caching": True}
+        extra = {"adapter": self.adapter} if self.adapter else {}
+        return {**super().describe(), "tensor_parallel_size": self.tensor_parallel_size, "prefix_caching": True, **extra}
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         prompts, settings, owners = flatten(requests)
         params = [self._SamplingParams(**sampling_kwargs(s)) for s in settings]
-        outs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        outs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False, lora_request=self._lora)
         per_sample = [
             (
                 o.outputs[0].text,
