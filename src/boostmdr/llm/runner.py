@@ -8,6 +8,8 @@ the caller's value, or ``None`` when the text cannot be used. The runner then
 * draws every sample with its own seed, :func:`sample_seed` of (the step's namespace, the seed setting,
   the item's key, the sample's index, the attempt), so a sample never shares its random numbers with
   another item's sample and a rerun draws the same;
+* passes an item's structured-output ``constraint`` (if any) with each of its requests and into its cache
+  keys;
 * takes a sample from the :class:`~boostmdr.llm.cache.GenerationCache` when its :func:`cache_key` is
   there, and otherwise asks the backend, ``batch_size`` prompts at a time, all missing samples of a
   prompt in one request (one prefill);
@@ -30,6 +32,7 @@ from typing import Any
 
 from boostmdr.llm.base import Backend, BackendError, GenerationRequest, SamplingSettings
 from boostmdr.llm.cache import GenerationCache, cache_key
+from boostmdr.llm.constraint import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,8 @@ class Sample:
 
 @dataclass
 class Item:
-    """One prompt and the samples wanted from it, filled in by :meth:`GenerationRunner.run`."""
+    """One prompt and the samples wanted from it, filled in by :meth:`GenerationRunner.run`; ``constraint``
+    is the structured output every sample must satisfy (``None``: free text)."""
 
     key: str
     prompt: str
@@ -90,11 +94,14 @@ class Item:
     prompt_tokens: int = 0
     prefilled_tokens: int = 0
     generated_tokens: int = 0
+    constraint: Constraint | None = None
 
     @classmethod
-    def make(cls, key: str, prompt: str, samples: Sequence[Sequence[float]]) -> Item:
+    def make(
+        cls, key: str, prompt: str, samples: Sequence[Sequence[float]], constraint: Constraint | None = None
+    ) -> Item:
         """An item with one sample per ``(top_p, temperature)`` pair."""
-        return cls(key, prompt, [Sample(top_p, temperature) for top_p, temperature in samples])
+        return cls(key, prompt, [Sample(top_p, temperature) for top_p, temperature in samples], constraint=constraint)
 
 
 @dataclass(frozen=True)
@@ -126,10 +133,12 @@ class GenerationRunner:
 
     def run(self, items: Sequence[Item], desc: str = "generating") -> Counter[str]:
         """Generate (or take from the cache) every sample of ``items``, retrying unparsed ones. Returns
-        counters: ``generated``, ``cached``, ``unparsed_samples`` (after retries), ``prefilled_tokens``,
-        ``generated_tokens``."""
+        counters: ``generated``, ``cached``, ``unparsed_samples`` (after retries), ``prompt_tokens`` (prompt
+        tokens sent: each generated sample counts its whole prompt, as an API bills one call per sample),
+        ``prefilled_tokens`` (prompt tokens the backend computed), ``generated_tokens``."""
         fingerprint = self.backend.fingerprint()
         s = self.settings
+        self.backend.check_constraints({it.constraint for it in items})
         counts: Counter[str] = Counter()
         for attempt in range(s.retries + 1):
             todo: list[tuple[Item, int, SamplingSettings, str]] = []
@@ -144,7 +153,7 @@ class GenerationRunner:
                         )
                         key = cache_key(
                             self.backend.NAME, fingerprint, item.prompt, sample.top_p, sample.temperature,
-                            ss.max_tokens, ss.seed,
+                            ss.max_tokens, ss.seed, item.constraint.key() if item.constraint is not None else None,
                         )
                         todo.append((item, i, ss, key))
             if not todo:
@@ -187,7 +196,10 @@ class GenerationRunner:
         with tqdm(total=len(order), desc=desc, unit="prompt", disable=not order) as bar:
             for b in range(0, len(order), self.settings.batch_size):
                 batch = order[b : b + self.settings.batch_size]
-                reqs = [GenerationRequest(it.prompt, tuple(ss for _, ss, _ in requests[id(it)])) for it in batch]
+                reqs = [
+                    GenerationRequest(it.prompt, tuple(ss for _, ss, _ in requests[id(it)]), it.constraint)
+                    for it in batch
+                ]
                 for j, res in backend.iter_generate(reqs):
                     item = batch[j]
                     wanted = requests[id(item)]
@@ -208,6 +220,7 @@ class GenerationRunner:
                     item.prefilled_tokens += res.prefilled_tokens
                     item.generated_tokens += res.generated_tokens
                     counts["generated"] += len(wanted)
+                    counts["prompt_tokens"] += res.prompt_tokens * len(wanted)
                     counts["prefilled_tokens"] += res.prefilled_tokens
                     counts["generated_tokens"] += res.generated_tokens
                     bar.update(1)

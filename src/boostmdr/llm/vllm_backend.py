@@ -12,6 +12,9 @@ never in the CPU venv; this module imports it only when the backend is built.
   ``enable_prefix_caching=True`` the KV blocks of the shared prompt (and of the template header and the
   question shared by all candidates of a query) are computed once and reused; ``prefilled_tokens``
   reports what vLLM says it did not take from its cache (``num_cached_tokens``).
+* **Structured output**: a request's constraint (:mod:`boostmdr.llm.constraint`: choice, regex or JSON
+  schema) becomes ``SamplingParams(structured_outputs=StructuredOutputsParams(choice=... | regex=... |
+  json=...))`` on each of its samples (vLLM >= 0.12 names it so; the ``guided_*`` fields are gone).
 * **Parallelism**: ``tensor_parallel_size`` GPUs per model (70B-class judges need 4-8 A100s);
   ``gpu_memory_utilization`` and ``max_model_len`` bound the KV cache.
 """
@@ -22,7 +25,14 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from boostmdr.llm.base import Backend, GenerationRequest, GenerationResult, SamplingSettings, local_model_fingerprint
+from boostmdr.llm.base import (
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    SamplingSettings,
+    local_model_fingerprint,
+)
+from boostmdr.llm.constraint import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,17 @@ log = logging.getLogger(__name__)
 def sampling_kwargs(s: SamplingSettings) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams`` for one sample."""
     return {"n": 1, "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens, "seed": s.seed}
+
+
+def structured_outputs_kwargs(constraint: Constraint | None) -> dict[str, Any] | None:
+    """Keyword arguments of ``vllm.sampling_params.StructuredOutputsParams`` for a constraint (``None``: free text)."""
+    if constraint is None:
+        return None
+    if constraint.kind == "choice":
+        return {"choice": list(constraint.value)}
+    if constraint.kind == "regex":
+        return {"regex": constraint.value}
+    return {"json": constraint.schema}
 
 
 def flatten(requests: Sequence[GenerationRequest]) -> tuple[list[str], list[SamplingSettings], list[tuple[int, int]]]:
@@ -43,6 +64,20 @@ def flatten(requests: Sequence[GenerationRequest]) -> tuple[list[str], list[Samp
             settings.append(s)
             owners.append((i, j))
     return prompts, settings, owners
+
+
+def request_params(requests: Sequence[GenerationRequest]) -> list[dict[str, Any]]:
+    """One ``SamplingParams`` keyword dict per entry of :func:`flatten`; a constrained request's entries
+    carry ``structured_outputs`` as the keyword dict of ``StructuredOutputsParams``."""
+    out = []
+    for req in requests:
+        structured = structured_outputs_kwargs(req.constraint)
+        for s in req.samples:
+            kw = sampling_kwargs(s)
+            if structured is not None:
+                kw["structured_outputs"] = structured
+            out.append(kw)
+    return out
 
 
 def assemble(
@@ -79,6 +114,7 @@ class VLLMBackend(Backend):
         ".venv-vllm/bin/pip install --no-deps -e .), or use --backend transformers / --backend http"
     )
     REQUIRES = ("vllm",)
+    CONSTRAINTS = ("choice", "regex", "json")
 
     def __init__(
         self,
@@ -120,8 +156,15 @@ class VLLMBackend(Backend):
         return {**super().describe(), "tensor_parallel_size": self.tensor_parallel_size, "prefix_caching": True}
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
-        prompts, settings, owners = flatten(requests)
-        params = [self._SamplingParams(**sampling_kwargs(s)) for s in settings]
+        self.check_constraints(req.constraint for req in requests)
+        prompts, _, owners = flatten(requests)
+        params = []
+        for kw in request_params(requests):
+            if "structured_outputs" in kw:
+                from vllm.sampling_params import StructuredOutputsParams
+
+                kw = {**kw, "structured_outputs": StructuredOutputsParams(**kw["structured_outputs"])}
+            params.append(self._SamplingParams(**kw))
         outs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
         per_sample = [
             (
