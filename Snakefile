@@ -8,7 +8,8 @@
 #   data       raw MIRACL layout -> results/data/{lang}/
 #   retrieval  BM25 (Lucene), sharded dense encoding, exact faiss search -> TREC runs; training-query candidates
 #   mining     the five hard-negative mining baselines -> negatives files
-#   stage1     retriever-ensemble fusion, LLM false-negative judge -> stage-1 negative pools
+#   stage1     retriever-ensemble fusion, LLM false-negative judge (pointwise, listwise, cascade) -> stage-1 pools
+#   judging    the judges on held-out labels, their cost per mode, a dry cost estimate -> judge_* tables
 #   train      contrastive fine-tuning of each backbone per variant -> checkpoints
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
 #   demo       the synthetic benchmark and the tiny local models of the embedded default (only when used)
@@ -26,6 +27,7 @@ include: "rules/data.smk"
 include: "rules/retrieval.smk"
 include: "rules/mining.smk"
 include: "rules/stage1.smk"
+include: "rules/judging.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 
@@ -54,3 +56,9 @@ rule demo:
 rule stage1_all:
     input:
         get_stage1_targets(),
+
+
+rule judging_all:
+    # The judging tables (issue 16): the judges on held-out labels, their cost per mode, the dry cost estimate.
+    input:
+        get_judging_targets(),

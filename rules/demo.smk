@@ -2,7 +2,8 @@
 # stand in for real ones. Included by the Snakefile only when the config uses the synthetic benchmark or a tiny
 # model (a path under results/models/tiny/). Every tiny model is saved in the Hugging Face layout, so later steps
 # load it through the same from_pretrained path a real model takes. {tiny} names a tiny model: an encoder
-# (tiny_models.encoders) or a causal LM (tiny_models.causal_lms).
+# (tiny_models.encoders) or a causal LM (tiny_models.causal_lms). A tiny judge never trains on the judge evaluation's
+# held-out queries (rules/judging.smk).
 
 
 include: "demo_common.smk"
@@ -89,12 +90,15 @@ rule tiny_lm:
         corpora=all_corpora(),
         train=get_train_files,
         prompt=get_tiny_lm_prompt,
+        holdout=get_holdout_files,
+        listwise=get_tiny_lm_listwise_inputs,
     output:
         ensure(model_weights(tiny_model_dir("{tiny}")), non_empty=True),
     wildcard_constraints:
         tiny=_alt(TINY_LMS),
     params:
         spec=get_tiny_lm_params,
+        listwise=get_tiny_lm_listwise_flags,
         out=lambda wc, output: os.path.dirname(output[0]),
     threads: get_threads("tiny_lm")
     resources:
@@ -111,6 +115,6 @@ rule tiny_lm:
         "python -m boostmdr.demo.tiny_lm --corpus {input.corpora} --train {input.train} --prompt {input.prompt}"
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --init {params.spec[init]} --seed {params.spec[seed]}"
-        " --train-steps {params.spec[train_steps]}"
+        " --train-steps {params.spec[train_steps]} --holdout {input.holdout} {params.listwise}"
         " --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
         " --out {params.out} --threads {threads} --log {log}"

@@ -105,9 +105,10 @@ def test_without_removals_the_default_would_leak_into_the_paper_run():
 def _library_defaults() -> dict:
     """The default of every setting, as the library (dataclasses and module constants, which the command
     lines use too) defines it, under the schema's dotted key."""
-    from boostmdr import bm25, encode, fusion, judge, miners, search, train
+    from boostmdr import bm25, encode, fusion, judge, judge_eval, miners, search, train
     from boostmdr.demo.tiny_lm import JudgeTrainSettings, TinyLMSettings
     from boostmdr.encoder import EncoderSettings
+    from boostmdr.llm.estimate import DEFAULT_CHARS_PER_TOKEN
     from boostmdr.llm.options import BACKEND_DEFAULTS
     from boostmdr.llm.runner import parse_samples_spec
 
@@ -158,6 +159,15 @@ def _library_defaults() -> dict:
         "tiny_models.causal_lms.*.train_steps": lt.max_steps,
         "tiny_models.causal_lms.*.batch_size": lt.batch_size,
         "tiny_models.causal_lms.*.lr": lt.lr,
+        "tiny_models.causal_lms.*.listwise_steps": lt.listwise_steps,
+        "judges.*.mode": j.mode,
+        "judges.*.window": j.window,
+        "judges.*.structured_output": j.structured_output,
+        "judges.*.escalation_share": judge_eval.DEFAULT_ESCALATION_SHARE,
+        "judges.*.chars_per_token": DEFAULT_CHARS_PER_TOKEN,
+        "judge_eval.holdout_queries": judge_eval.DEFAULT_HOLDOUT_QUERIES,
+        "judge_eval.single_positive": judge_eval.DEFAULT_SINGLE_POSITIVE,
+        "judge_eval.keep_verdicts": [0],
     }
     out.update({f"judges.*.{k}": v for k, v in BACKEND_DEFAULTS.items()})
     return out
