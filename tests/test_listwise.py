@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from judge_fixtures import REPO, random_tiny_lm, write_toy_data
+from judge_fixtures import REPO, backend, toy, write_toy_data  # noqa: F401 (fixtures)
 
 from boostmdr.formats import read_jsonl, read_verdicts
 from boostmdr.judge import JudgeSettings, build_pool, majority_vote, run_verdicts, verdict_stats
@@ -137,20 +137,6 @@ def test_structured_output_options_for_a_window():
 # ------------------------------------------------------------------------------------ end to end, toy
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("listwise-toy")
-    return write_toy_data(root / "data", n_queries=6, n_candidates=4), random_tiny_lm(root)
-
-
-@pytest.fixture(scope="module")
-def backend(toy):
-    from boostmdr.llm import get_backend
-
-    with get_backend("transformers", model=str(toy[1]), device="cpu") as b:
-        yield b
-
-
 def _run(toy, backend, tmp_path, **settings):
     data, _ = toy
     out = tmp_path / "v.jsonl"
@@ -230,3 +216,23 @@ def test_listwise_cli_writes_verdicts_and_summary(toy, tmp_path):
     assert (s["mode"], s["queries"], s["candidates"], s["prompts"], s["calls"]) == ("listwise", 6, 24, 6, 24)
     assert s["unparsed_samples"] == 0 and s["prompt_tokens"] > s["prefilled_tokens"] > 0 and s["seconds"] > 0
     assert Counter(r["window"]["size"] for _, r in read_jsonl(out)) == {4: 24}
+
+
+def test_each_backend_gets_the_answer_constraint_it_can_enforce():
+    from boostmdr.judge import STRUCTURED_SETTING, pointwise_constraint_options
+    from boostmdr.llm.constraint import pick
+    from boostmdr.llm.http_backend import HTTPBackend
+    from boostmdr.llm.transformers_backend import TransformersBackend
+    from boostmdr.llm.vllm_backend import VLLMBackend
+
+    def kind(options, backend):
+        return pick(options, backend.CONSTRAINTS, STRUCTURED_SETTING, backend.NAME).kind
+
+    point, small, wide = pointwise_constraint_options(), constraint_options(5), constraint_options(MAX_CHOICE_WINDOW + 10)
+    assert [kind(point, b) for b in (VLLMBackend, TransformersBackend, HTTPBackend)] == ["choice", "choice", "json"]
+    assert [kind(small, b) for b in (VLLMBackend, TransformersBackend, HTTPBackend)] == ["choice", "choice", "json"]
+    assert [kind(wide, b) for b in (VLLMBackend, HTTPBackend)] == ["regex", "json"]
+    assert len(point["choice"].value) == 9 and point["json"].schema["required"] == [
+        "Information Accuracy", "Information Completeness"]
+    with pytest.raises(ValueError, match=r"transformers backend cannot enforce this answer format .* as \['regex', 'json'\]"):
+        kind(wide, TransformersBackend)
