@@ -8,7 +8,8 @@
 #   data       raw MIRACL layout -> results/data/{lang}/
 #   retrieval  BM25 (Lucene), sharded dense encoding, exact faiss search -> TREC runs; training-query candidates
 #   mining     the five hard-negative mining baselines -> negatives files
-#   stage1     retriever-ensemble fusion, LLM false-negative judge -> stage-1 negative pools
+#   stage1     retriever-ensemble fusion, LLM false-negative judge (pointwise, listwise, cascade) -> stage-1 pools
+#   judging    the judges on held-out labels, their cost per mode, a dry cost estimate -> judge_* tables
 #   stage2     MIFT (instruction selection, translation, LoRA), PDBG generation, retrieval of the generated queries
 #              by the stage-1 rules, judged top-up -> final negative pools of exactly N; Table 8
 #   stage3     topics of the training queries (fastText), batch manifests with negative weights per variant
@@ -29,6 +30,7 @@ include: "rules/data.smk"
 include: "rules/retrieval.smk"
 include: "rules/mining.smk"
 include: "rules/stage1.smk"
+include: "rules/judging.smk"
 include: "rules/stage2.smk"
 include: "rules/stage3.smk"
 include: "rules/train.smk"
@@ -61,6 +63,12 @@ rule demo:
 rule stage1_all:
     input:
         get_stage1_targets(),
+
+
+rule judging_all:
+    # The judging tables (issue 16): the judges on held-out labels, their cost per mode, the dry cost estimate.
+    input:
+        get_judging_targets(),
 
 
 rule stage2_all:

@@ -95,13 +95,16 @@ BUILT_STAGES = {"miners", "stage1", "stage2", "stage3"}
 
 def _check_config():
     from boostmdr.judge import PLACEHOLDERS as JUDGE_PLACEHOLDERS
+    from boostmdr.listwise import PLACEHOLDERS as LISTWISE_PLACEHOLDERS
     from boostmdr.topics import SchemeError, TopicScheme
 
     check_language_keys(config)
     if SYNTHETIC and EVAL_SPLIT != "dev":
         raise ConfigError(f"benchmark.eval_split: {EVAL_SPLIT!r}, but the synthetic benchmark writes the dev split only")
     for name, spec in config["judges"].items():
-        check_llm_entry(f"judges.{name}", spec, JUDGE_PLACEHOLDERS)
+        if spec["mode"] != "cascade":  # a cascade names two judges, checked as judges (_check_judges)
+            placeholders = LISTWISE_PLACEHOLDERS if spec["mode"] == "listwise" else JUDGE_PLACEHOLDERS
+            check_llm_entry(f"judges.{name}", spec, placeholders)
     for name, spec in config["backbones"].items():
         check_model(f"backbones.{name}.model", spec["model"])
     try:
@@ -123,6 +126,7 @@ def _check_config():
         for member in ens["members"]:
             if member not in BACKBONES:
                 raise ConfigError(f"ensembles.{name}.members: {member!r} is not a retriever; choose from {BACKBONES}")
+    _check_judges()
     if config["mining"]["retriever"] not in DENSE:
         raise ConfigError(f"mining.retriever: {config['mining']['retriever']!r} must be a dense backbone, one of {DENSE}")
     for name, spec in config["tables"].items():
@@ -140,6 +144,23 @@ def _check_config():
                     f"tables.{name}: row {row.get('label') or row['variant']!r} fine-tunes {row['backbone']!r}, but "
                     f"backbones.{row['backbone']}.finetune is false (it is evaluated zero-shot only)"
                 )
+
+
+def _check_judges():
+    """Cascades name two judges that exist and are not cascades; judge_eval names judges that exist."""
+    judges = config["judges"]
+    for name, spec in judges.items():
+        if spec["mode"] != "cascade":
+            continue
+        for role in ("first", "second"):
+            other = spec[role]
+            if other not in judges or judges[other]["mode"] == "cascade":
+                singles = sorted(n for n, s in judges.items() if s["mode"] != "cascade")
+                raise ConfigError(f"judges.{name}.{role}: {other!r} is not a (non-cascade) judge; choose one of {singles}")
+    for key in ("judges", "estimate"):
+        for name in config["judge_eval"][key]:
+            if name not in judges:
+                raise ConfigError(f"judge_eval.{key}: {name!r} is not a judge; choose from {sorted(judges)}")
 
 
 def _table_rows_raw(spec):
@@ -170,6 +191,7 @@ wildcard_constraints:
     nchunks=r"\d+",
     table=_alt(list(config["tables"])),
     epochs=r"\d+",
+    dataset="labels|planted",
 
 
 # ------------------------------------------------------------------------------------ resources, envs
@@ -190,12 +212,16 @@ def conda_env(name):
     return f"../envs/{name}.yaml"
 
 
-def get_judge_env(wildcards):
+def judge_env(name):
     """A judge runs in the vLLM environment when its backend is vllm, on the GPU stack when it holds GPUs."""
-    backend = config["judges"][wildcards.judge]["backend"]
+    backend = config["judges"][name]["backend"]
     if backend == "vllm":
         return conda_env("vllm")
     return conda_env("gpu" if backend == "transformers" and res("judge", "gpu") > 0 else "cpu")
+
+
+def get_judge_env(wildcards):
+    return judge_env(wildcards.judge)
 
 
 # ---------------------------------------------------------------------------------------- path builders
@@ -467,14 +493,20 @@ def judge_spec(name):
     return config["judges"][name]
 
 
-def get_judge_model_inputs(wildcards):
-    model = judge_spec(wildcards.judge)["model"]
+def judge_model_inputs(name):
+    model = judge_spec(name)["model"]
     return [model_weights(model)] if model.startswith("results/models/") else []
 
 
-def get_judge_params(wildcards):
-    """Everything that determines a verdict (the verdict cache is keyed on the same things)."""
-    spec = judge_spec(wildcards.judge)
+def get_judge_model_inputs(wildcards):
+    return judge_model_inputs(wildcards.judge)
+
+
+def judge_params(name):
+    """Everything that determines a verdict of judge ``name`` (the verdict cache is keyed on the same things).
+    A pointwise judge's mode and structured-output flags are empty: its command is the paper protocol's."""
+    spec = judge_spec(name)
+    mode = f"--mode listwise --window {spec['window']}" if spec["mode"] == "listwise" else ""
     return {
         "llm": llm_result_flags(spec),
         "samples": ",".join(f"{p}:{t}" for p, t in spec["samples"]),
@@ -482,7 +514,13 @@ def get_judge_params(wildcards):
         "max_passage_words": f"--max-passage-words {spec['max_passage_words']}" if spec["max_passage_words"] else "",
         "retries": spec["retries"],
         "seed": spec["seed"],
+        "mode": mode,
+        "structured": "--structured-output" if spec["structured_output"] else "",
     }
+
+
+def get_judge_params(wildcards):
+    return judge_params(wildcards.judge)
 
 
 def get_judge_backend_flags(wildcards):
@@ -733,10 +771,6 @@ def check_after_rules():
     check_resources(config, [r.name for r in workflow.rules])
 
 
-def get_final_targets():
-    return [table_file(t, "md") for t in config["tables"]] + get_stage1_targets() + get_stage2_targets()
-
-
 # ------------------------------------------------------------------------------------------- stage 3
 # Topics per language (rule topics), a batch manifest per fine-tuned variant and epoch count (rule batches; every
 # fine-tuned variant trains from one, baselines included: without stage 3 it holds the shuffled batches).
@@ -799,6 +833,302 @@ def get_batch_params(wildcards):
 
 def get_batch_topic_flag(wildcards, input):
     return f"--topics {' '.join(input.topics)}" if input.topics else ""
+
+# ------------------------------------------------------------------------ judging at scale (issue 16)
+# A cascade judge (mode: cascade) runs its first judge's ordinary verdicts, then its second judge on the queries they
+# escalate (rule judge_escalated), then merges both (rule cascade). The judge evaluation (rules/judging.smk) runs the
+# same rules' commands on held-out samples whose truth is known, and the dry estimate renders the prompts stage 1
+# would send.
+
+CASCADES = [n for n, s in config["judges"].items() if s["mode"] == "cascade"]
+SINGLE_JUDGES = [n for n in config["judges"] if n not in CASCADES]
+CASCADE_ALT = _alt(CASCADES)
+SINGLE_JUDGE_ALT = _alt(SINGLE_JUDGES)
+JUDGE_EVAL = config["judge_eval"]
+JUDGE_DATASETS = ["labels", "planted"] if SYNTHETIC else ["labels"]
+
+
+def cascade_parts(name):
+    spec = judge_spec(name)
+    return spec["first"], spec["second"]
+
+
+def escalated_verdict_file(ensemble, judge, reference, lang, chunk, nchunks):
+    """The second judge's verdicts on the queries a cascade's first judge escalates (one chunk)."""
+    return f"results/stage1/escalated/{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}.jsonl"
+
+
+def escalated_cache_file(ensemble, judge, reference, lang, chunk, nchunks):
+    """The escalated job's generation cache, in its second judge's cache directory: it reuses what that judge made
+    standing alone (same prompts and seeds), and no file has two writers."""
+    second = cascade_parts(judge)[1]
+    return f"results/cache/judge/{second}/{lang}/{ensemble}.{reference}.cascade-{judge}.chunk-{chunk}-of-{nchunks}.jsonl"
+
+
+def judge_holdout_file(lang):
+    """Held-out training queries (topics file) of the judge evaluation; the demo's tiny judges never train on them."""
+    return f"results/judge_eval/holdout/{lang}.tsv"
+
+
+def judge_sample_file(dataset, lang, name):
+    """A judge-evaluation dataset: train.jsonl (queries and references), candidates.trec, truth.tsv, info.json."""
+    return f"results/judge_eval/sample/{dataset}/{lang}/{name}"
+
+
+def judge_sample_verdicts(dataset, judge, reference, lang):
+    return f"results/judge_eval/verdicts/{dataset}/{judge}/{reference}/{lang}.jsonl"
+
+
+def judge_sample_summary(dataset, judge, reference, lang):
+    return f"results/judge_eval/verdicts/{dataset}/{judge}/{reference}/{lang}.summary.json"
+
+
+def judge_sample_escalated(dataset, judge, reference, lang):
+    return f"results/judge_eval/escalated/{dataset}/{judge}/{reference}/{lang}.jsonl"
+
+
+def judge_sample_escalated_summary(dataset, judge, reference, lang):
+    return f"results/judge_eval/escalated/{dataset}/{judge}/{reference}/{lang}.summary.json"
+
+
+def judge_sample_cache(dataset, judge, reference, lang, step):
+    """A judge-evaluation job's private generation cache (its own directory: the measured cost is this job's)."""
+    return f"results/cache/judge_eval/{dataset}/{judge}/{reference}/{lang}/{step}/generations.jsonl"
+
+
+def get_sample_judge_cache(wildcards):
+    w = wildcards
+    return judge_sample_cache(w.dataset, w.judge, w.reference, w.lang, "judge")
+
+
+def get_sample_escalated_cache(wildcards):
+    w = wildcards
+    return judge_sample_cache(w.dataset, w.judge, w.reference, w.lang, "escalated")
+
+
+def get_judge_prompt(wildcards):
+    return judge_spec(wildcards.judge)["prompt"]
+
+
+def judge_eval_file(dataset, judge, reference, lang):
+    return f"results/judge_eval/eval/{dataset}/{judge}/{reference}/{lang}.json"
+
+
+def judge_estimate_file(ensemble, judge, reference, lang):
+    return f"results/judge_eval/estimate/{ensemble}/{judge}/{reference}/{lang}.json"
+
+
+def get_escalated_first_verdicts(wildcards):
+    first = cascade_parts(wildcards.judge)[0]
+    return verdict_files(wildcards.ensemble, first, wildcards.reference, wildcards.lang)
+
+
+def get_second_judge_prompt(wildcards):
+    return judge_spec(cascade_parts(wildcards.judge)[1])["prompt"]
+
+
+def get_second_judge_model_inputs(wildcards):
+    return judge_model_inputs(cascade_parts(wildcards.judge)[1])
+
+
+def get_second_judge_params(wildcards):
+    return judge_params(cascade_parts(wildcards.judge)[1])
+
+
+def get_second_judge_backend_flags(wildcards):
+    return llm_run_flags(judge_spec(cascade_parts(wildcards.judge)[1]))
+
+
+def get_second_judge_env(wildcards):
+    return judge_env(cascade_parts(wildcards.judge)[1])
+
+
+def get_escalated_cache(wildcards):
+    w = wildcards
+    return escalated_cache_file(w.ensemble, w.judge, w.reference, w.lang, w.chunk, w.nchunks)
+
+
+def get_cascade_names(wildcards):
+    first, second = cascade_parts(wildcards.judge)
+    return {"first": shlex.quote(first), "second": shlex.quote(second)}
+
+
+def get_holdout_files(wildcards):
+    """The held-out query files of every language (in LANGS order, as the tiny LM pairs them with train.jsonl)."""
+    return [judge_holdout_file(lang) for lang in LANGS]
+
+
+def get_judge_eval_params(wildcards):
+    return {
+        "size": JUDGE_EVAL["holdout_queries"],
+        "seed": JUDGE_EVAL["seed"],
+        "single_positive": JUDGE_EVAL["single_positive"],
+        "keep": ",".join(str(k) for k in sorted(JUDGE_EVAL["keep_verdicts"])),
+    }
+
+
+def get_judge_sample_inputs(wildcards):
+    inputs = {"train": data(wildcards.lang, "train.jsonl"), "holdout": judge_holdout_file(wildcards.lang)}
+    if wildcards.dataset == "planted":
+        ensemble = main_stage1()[0]
+        inputs.update(candidates=fused_run(ensemble, "train", wildcards.lang), truth=truth_file(wildcards.lang))
+    return inputs
+
+
+def get_judge_sample_flags(wildcards, input):
+    if wildcards.dataset == "planted":
+        return f"--candidates {input.candidates} --truth {input.truth}"
+    return f"--single-positive {JUDGE_EVAL['single_positive']}"
+
+
+def get_no_positive_flag(wildcards):
+    """The labels sample holds queries without a reference positive only when single_positive is 'empty'."""
+    empty = wildcards.dataset == "labels" and JUDGE_EVAL["single_positive"] == "empty"
+    return "--no-positive-reference empty" if empty else ""
+
+
+def get_sample_first_verdicts(wildcards):
+    first = cascade_parts(wildcards.judge)[0]
+    return judge_sample_verdicts(wildcards.dataset, first, wildcards.reference, wildcards.lang)
+
+
+def get_judge_eval_inputs(wildcards):
+    w = wildcards
+    inputs = {
+        "verdicts": judge_sample_verdicts(w.dataset, w.judge, w.reference, w.lang),
+        "truth": judge_sample_file(w.dataset, w.lang, "truth.tsv"),
+        "info": judge_sample_file(w.dataset, w.lang, "info.json"),
+    }
+    if w.judge in CASCADES:
+        first = cascade_parts(w.judge)[0]
+        inputs["summaries"] = [
+            judge_sample_summary(w.dataset, first, w.reference, w.lang),
+            judge_sample_escalated_summary(w.dataset, w.judge, w.reference, w.lang),
+        ]
+    else:
+        inputs["summaries"] = [judge_sample_summary(w.dataset, w.judge, w.reference, w.lang)]
+    return inputs
+
+
+def get_judge_mode(wildcards):
+    return judge_spec(wildcards.judge)["mode"]
+
+
+def judge_label(name):
+    spec = judge_spec(name)
+    if spec["mode"] == "cascade":
+        return f"{name} (cascade: {spec['first']} -> {spec['second']})"
+    return f"{name} ({spec['mode']}{', structured' if spec['structured_output'] else ''})"
+
+
+def judge_table_inputs(kind):
+    reference = JUDGE_EVAL["reference"]
+    return [
+        judge_eval_file(d, j, reference, lang)
+        for d in (["labels"] if kind == "labels" else JUDGE_DATASETS)
+        for j in JUDGE_EVAL["judges"]
+        for lang in LANGS
+    ]
+
+
+def get_labels_table_inputs(wildcards):
+    return judge_table_inputs("labels")
+
+
+def get_cost_table_inputs(wildcards):
+    return judge_table_inputs("cost")
+
+
+def get_labels_table_params(wildcards):
+    return judge_table_params("labels")
+
+
+def get_cost_table_params(wildcards):
+    return judge_table_params("cost")
+
+
+def judge_table_params(kind):
+    reference = JUDGE_EVAL["reference"]
+    judges = [{"name": j, "label": judge_label(j)} for j in JUDGE_EVAL["judges"]]
+    if kind == "labels":
+        title = (
+            f"The judges on held-out human labels ({JUDGE_EVAL['holdout_queries']} held-out training queries per "
+            f"language, reference {reference}; relevant = verdict outside {sorted(JUDGE_EVAL['keep_verdicts'])})"
+        )
+        pattern = judge_eval_file("labels", "{judge}", reference, "{lang}")
+    else:
+        title = "Cost of judging per mode: calls and tokens measured over the held-out samples (totals over languages)"
+        pattern = judge_eval_file("{dataset}", "{judge}", reference, "{lang}")
+    return {"kind": kind, "title": title, "pattern": pattern, "judges": judges, "datasets": JUDGE_DATASETS}
+
+
+def get_estimate_inputs(wildcards):
+    ensemble, _, reference = main_stage1()
+    singles = []
+    for name in JUDGE_EVAL["estimate"]:
+        singles += list(cascade_parts(name)) if name in CASCADES else [name]
+    return [judge_estimate_file(ensemble, j, reference, lang) for j in dict.fromkeys(singles) for lang in LANGS]
+
+
+def get_estimate_params(wildcards):
+    ensemble, _, reference = main_stage1()
+    judges = []
+    for name in JUDGE_EVAL["estimate"]:
+        if name in CASCADES:
+            first, second = cascade_parts(name)
+            parts = [[first, 1.0], [second, judge_spec(name)["escalation_share"]]]
+            label = f"{judge_label(name)}, {judge_spec(name)['escalation_share']:.0%} escalated (assumed)"
+        else:
+            parts, label = [[name, 1.0]], f"{judge_label(name)}: {judge_spec(name)['model']}"
+        judges.append({"name": name, "label": label, "parts": parts})
+    return {
+        "kind": "estimate",
+        "title": f"Dry estimate of judging every training query's {ensemble} candidates (nothing called; output at most max_new_tokens per call)",
+        "pattern": judge_estimate_file(ensemble, "{judge}", reference, "{lang}"),
+        "judges": judges,
+        "datasets": [],
+    }
+
+
+def get_estimate_data(wildcards):
+    return {
+        "candidates": fused_run(wildcards.ensemble, "train", wildcards.lang),
+        "train": data(wildcards.lang, "train.jsonl"),
+        "corpus": data(wildcards.lang, "corpus.jsonl"),
+        "prompt": judge_spec(wildcards.judge)["prompt"],
+        "model": judge_model_inputs(wildcards.judge),
+    }
+
+
+def get_estimate_flags(wildcards):
+    """The judge's prompt settings, its token counter (tokenizer, else its local model, else the ratio) and prices."""
+    spec = judge_spec(wildcards.judge)
+    p = judge_params(wildcards.judge)
+    tokenizer = spec["tokenizer"] or (spec["model"] if spec["model"].startswith("results/models/") or os.path.isdir(spec["model"]) else None)
+    flags = [
+        f"--mode {spec['mode']} --window {spec['window']} --samples {p['samples']}",
+        f"--max-new-tokens {p['max_new_tokens']} {p['max_passage_words']} --seed {p['seed']}",
+        f"--tokenizer {shlex.quote(tokenizer)}" if tokenizer else f"--chars-per-token {spec['chars_per_token']}",
+    ]
+    for key, flag in (("price_input_per_1m", "--price-input"), ("price_output_per_1m", "--price-output")):
+        if spec[key] is not None:
+            flags.append(f"{flag} {spec[key]}")
+    return " ".join(flags)
+
+
+def get_judging_targets():
+    if "stage1" not in BUILT_STAGES:
+        return []
+    return [table_file(name, "md") for name in ("judge_labels", "judge_cost", "judge_estimate")]
+
+
+def get_final_targets():
+    return (
+        [table_file(t, "md") for t in config["tables"]]
+        + get_stage1_targets()
+        + get_stage2_targets()
+        + get_judging_targets()
+    )
 
 
 _check_config()

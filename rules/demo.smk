@@ -2,8 +2,9 @@
 # stand in for real ones. Included by the Snakefile only when the config uses the synthetic benchmark or a tiny
 # model (a path under results/models/tiny/). Every tiny model is saved in the Hugging Face layout, so later steps
 # load it through the same from_pretrained path a real model takes. {tiny} names a tiny model: an encoder
-# (tiny_models.encoders) or a causal LM (tiny_models.causal_lms: the judge, or stage 2's generator). The synthetic
-# benchmark also writes the instruction set of stage 2's MIFT, in English and in every language.
+# (tiny_models.encoders) or a causal LM (tiny_models.causal_lms: the judges, or stage 2's generator). The synthetic
+# benchmark also writes the instruction set of stage 2's MIFT, in English and in every language. A tiny judge never
+# trains on the judge evaluation's held-out queries (rules/judging.smk).
 
 
 include: "demo_common.smk"
@@ -145,8 +146,7 @@ rule tiny_lm:
         "python -m boostmdr.demo.tiny_lm --task {params.spec[task]} {params.flags}"
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --init {params.spec[init]} --seed {params.spec[seed]}"
-        " --train-steps {params.spec[train_steps]}"
-        " --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
+        " --train-steps {params.spec[train_steps]} --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
         " --out {params.out} --threads {threads} --log {log}"
 
 

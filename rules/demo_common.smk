@@ -53,12 +53,16 @@ def get_tiny_encoder_flags(wildcards):
     return encoder_flags(next(iter(users.values()))) if users else ""
 
 
+def _tiny_lm_judges(tiny, mode):
+    path = tiny_model_dir(tiny)
+    return [spec for spec in config["judges"].values() if spec["model"] == path and spec["mode"] == mode]
+
+
 def get_tiny_lm_prompt(wildcards):
-    """The prompt template of the judge(s) that use this tiny LM: it is fine-tuned on that prompt's format."""
-    path = tiny_model_dir(wildcards.tiny)
-    prompts = sorted({spec["prompt"] for spec in config["judges"].values() if spec["model"] == path})
+    """The prompt template of the pointwise judge(s) that use this tiny LM: it is fine-tuned on that prompt's format."""
+    prompts = sorted({spec["prompt"] for spec in _tiny_lm_judges(wildcards.tiny, "pointwise")})
     if len(prompts) > 1:
-        raise ConfigError(f"judges using {path} have different prompts {prompts}; give each its own tiny LM")
+        raise ConfigError(f"pointwise judges using {tiny_model_dir(wildcards.tiny)} have different prompts {prompts}; give each its own tiny LM")
     return prompts[0] if prompts else "config/prompts/judge.txt"
 
 
@@ -86,16 +90,45 @@ def get_tiny_lm_inputs(wildcards):
     if get_tiny_lm_params(wildcards)["task"] == "generator":
         instructions, prompts = _generator_texts(tiny_model_dir(wildcards.tiny))
         return {"corpora": all_corpora(), "instructions": instructions, "prompts": prompts}
-    return {"corpora": all_corpora(), "train": get_train_files(wildcards), "prompt": get_tiny_lm_prompt(wildcards)}
+    return {
+        "corpora": all_corpora(),
+        "train": get_train_files(wildcards),
+        "prompt": get_tiny_lm_prompt(wildcards),
+        "holdout": get_holdout_files(wildcards),
+        "listwise": get_tiny_lm_listwise_inputs(wildcards),
+    }
 
 
 def get_tiny_lm_flags(wildcards, input):
-    """judge: the tokenizer corpus, the training data and the judge prompt; generator: the tokenizer corpus
-    (corpora and instruction files) and the prompt templates."""
+    """judge: the tokenizer corpus, the training data, the judge prompt, the held-out queries and the listwise
+    format; generator: the tokenizer corpus (corpora and instruction files) and the prompt templates."""
     if get_tiny_lm_params(wildcards)["task"] == "generator":
         corpus = " ".join([*input.corpora, *input.instructions])
         return f"--corpus {corpus} --extra-text {' '.join(input.prompts)}"
-    return f"--corpus {' '.join(input.corpora)} --train {' '.join(input.train)} --prompt {input.prompt}"
+    return (
+        f"--corpus {' '.join(input.corpora)} --train {' '.join(input.train)} --prompt {input.prompt}"
+        f" --holdout {' '.join(input.holdout)} {get_tiny_lm_listwise_flags(wildcards, input)}"
+    )
+
+
+def get_tiny_lm_listwise_inputs(wildcards):
+    """The listwise template the tiny LM also learns (issue 16), when a listwise judge uses it and it has listwise steps."""
+    judges = _tiny_lm_judges(wildcards.tiny, "listwise")
+    if not judges or not config["tiny_models"]["causal_lms"][wildcards.tiny]["listwise_steps"]:
+        return []
+    prompts = sorted({spec["prompt"] for spec in judges})
+    if len(prompts) > 1:
+        raise ConfigError(f"listwise judges using {tiny_model_dir(wildcards.tiny)} have different prompts {prompts}; give each its own tiny LM")
+    return prompts
+
+
+def get_tiny_lm_listwise_flags(wildcards, input):
+    """--listwise-prompt, --listwise-steps and --listwise-window (the largest window of its listwise judges)."""
+    if not input.listwise:
+        return ""
+    steps = config["tiny_models"]["causal_lms"][wildcards.tiny]["listwise_steps"]
+    window = max(spec["window"] for spec in _tiny_lm_judges(wildcards.tiny, "listwise"))
+    return f"--listwise-prompt {input.listwise} --listwise-steps {steps} --listwise-window {window}"
 
 
 def get_tiny_lm_params(wildcards):

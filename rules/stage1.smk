@@ -35,6 +35,8 @@ rule judge:
     params:
         judge=get_judge_params,
         cache=get_judge_cache,
+    wildcard_constraints:
+        judge=SINGLE_JUDGE_ALT,
     threads: get_threads("judge")
     resources:
         mem_mb=res("judge", "mem_mb"),
@@ -54,7 +56,71 @@ rule judge:
         " {params.judge[llm]} {resources.llm_run}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
+        " {params.judge[mode]} {params.judge[structured]}"
         " --cache {params.cache} --out {output} --threads {threads} --log {log}"
+
+
+# A cascade judge (judges.<name>.mode: cascade): its first judge's verdicts come from rule judge; its second judge
+# judges only the queries they escalate (boostmdr.cascade); rule cascade merges both into the cascade's verdict files,
+# which pool and judge_stats read like any judge's.
+rule judge_escalated:
+    input:
+        candidates=fused_run("{ensemble}", "train", "{lang}"),
+        train=data("{lang}", "train.jsonl"),
+        corpus=data("{lang}", "corpus.jsonl"),
+        prompt=get_second_judge_prompt,
+        model=get_second_judge_model_inputs,
+        first=get_escalated_first_verdicts,
+    output:
+        escalated_verdict_file("{ensemble}", "{judge}", "{reference}", "{lang}", "{chunk}", "{nchunks}"),
+    params:
+        judge=get_second_judge_params,
+        backend_flags=get_second_judge_backend_flags,
+        cache=get_escalated_cache,
+    wildcard_constraints:
+        judge=CASCADE_ALT,
+    threads: get_threads("judge")
+    resources:
+        mem_mb=res("judge", "mem_mb"),
+        runtime=res("judge", "runtime"),
+        gpu=res("judge", "gpu"),
+    log:
+        log_file("judge_escalated", "{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}"),
+    benchmark:
+        benchmark_file("judge_escalated", "{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}")
+    conda:
+        get_second_judge_env
+    shell:
+        "python -m boostmdr.judge verdicts --candidates {input.candidates} --train {input.train} --corpus {input.corpus}"
+        " --lang {wildcards.lang} --chunk {wildcards.chunk} --num-chunks {wildcards.nchunks}"
+        " {params.judge[llm]} {params.backend_flags}"
+        " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
+        " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
+        " {params.judge[mode]} {params.judge[structured]} --escalated-by {input.first}"
+        " --cache {params.cache} --out {output} --threads {threads} --log {log}"
+
+
+rule cascade:
+    input:
+        train=data("{lang}", "train.jsonl"),
+        first=get_escalated_first_verdicts,
+        second=escalated_verdict_file("{ensemble}", "{judge}", "{reference}", "{lang}", "{chunk}", "{nchunks}"),
+    output:
+        verdict_file("{ensemble}", "{judge}", "{reference}", "{lang}", "{chunk}", "{nchunks}"),
+    params:
+        names=get_cascade_names,
+    wildcard_constraints:
+        judge=CASCADE_ALT,
+    log:
+        log_file("cascade", "{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}"),
+    benchmark:
+        benchmark_file("cascade", "{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}")
+    conda:
+        conda_env("cpu")
+    shell:
+        "python -m boostmdr.judge cascade --train {input.train} --chunk {wildcards.chunk} --num-chunks {wildcards.nchunks}"
+        " --first {input.first} --second {input.second} --first-name {params.names[first]}"
+        " --second-name {params.names[second]} --out {output} --log {log}"
 
 
 rule pool:

@@ -174,7 +174,6 @@ use rule judge as judge_generated with:
         stage2_verdict_file(GSET, "{lang}", "{chunk}", "{nchunks}"),
     params:
         judge=get_judge_params,
-        backend_flags=get_judge_backend_flags,
         cache=get_stage2_judge_cache,
     log:
         log_file("judge_generated", "{ensemble}/{judge}/{reference}/keep-{keep}/n{size}/{generator}/{mode}/{lang}/chunk-{chunk}-of-{nchunks}"),

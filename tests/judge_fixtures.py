@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from boostmdr.formats import Hit, write_jsonl, write_qrels, write_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +82,22 @@ def random_tiny_lm(tmp_root: Path) -> Path:
         build_tiny_lm([data["corpus"]], out, settings, prompt=PROMPT)
         _MODELS["random"] = out
     return _MODELS["random"]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Toy judge inputs (6 queries x 4 candidates) and the random tiny LM; import it into a test module to use it."""
+    root = tmp_path_factory.mktemp("judge-toy")
+    return write_toy_data(root / "data", n_queries=6, n_candidates=4), random_tiny_lm(root)
+
+
+@pytest.fixture(scope="module")
+def backend(toy):
+    """The transformers backend on the random tiny LM of ``toy``."""
+    from boostmdr.llm import get_backend
+
+    with get_backend("transformers", model=str(toy[1]), device="cpu") as b:
+        yield b
 
 
 def write_topic_world(root: Path, n_queries: int, n_topics: int = 6, words_per_topic: int = 24, seed: int = 0) -> Path:

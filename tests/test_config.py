@@ -110,11 +110,12 @@ def test_without_removals_the_default_would_leak_into_the_paper_run():
 def _library_defaults() -> dict:
     """The default of every setting, as the library (dataclasses and module constants, which the command
     lines use too) defines it, under the schema's dotted key."""
-    from boostmdr import (batching, bm25, encode, fusion, generate, judge, mift, miners, search, tables, topics, topup,
-                          train, translate)
+    from boostmdr import (batching, bm25, encode, fusion, generate, judge, judge_eval, mift, miners, search, tables,
+                          topics, topup, train, translate)
     from boostmdr.demo.tiny_lm import TASKS, JudgeTrainSettings, TinyLMSettings
     from boostmdr.demo.topic_classifiers import ClassifierSettings
     from boostmdr.encoder import EncoderSettings
+    from boostmdr.llm.estimate import DEFAULT_CHARS_PER_TOKEN
     from boostmdr.llm.options import BACKEND_DEFAULTS
     from boostmdr.llm.runner import parse_samples_spec
 
@@ -177,6 +178,15 @@ def _library_defaults() -> dict:
         "tables.*.layout": tables.LAYOUTS[0],
         **{f"tiny_models.topic_classifiers.*.{k}": getattr(fc, k)
            for k in ("dim", "epoch", "lr", "word_ngrams", "bucket", "holdout", "seed")},
+        "tiny_models.causal_lms.*.listwise_steps": lt.listwise_steps,
+        "judges.*.mode": j.mode,
+        "judges.*.window": j.window,
+        "judges.*.structured_output": j.structured_output,
+        "judges.*.escalation_share": judge_eval.DEFAULT_ESCALATION_SHARE,
+        "judges.*.chars_per_token": DEFAULT_CHARS_PER_TOKEN,
+        "judge_eval.holdout_queries": judge_eval.DEFAULT_HOLDOUT_QUERIES,
+        "judge_eval.single_positive": judge_eval.DEFAULT_SINGLE_POSITIVE,
+        "judge_eval.keep_verdicts": [0],
     }
     out.update({f"judges.*.{k}": v for k, v in BACKEND_DEFAULTS.items()})
     # stage 2

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from judge_fixtures import PROMPT, random_tiny_lm, write_toy_data
+from judge_fixtures import PROMPT, backend, random_tiny_lm, toy, write_toy_data  # noqa: F401 (fixtures)
 
 from boostmdr.formats import read_negatives, read_jsonl
 from boostmdr.judge import (
@@ -222,20 +222,6 @@ def test_cache_key_covers_everything_that_determines_a_generation():
 
 
 # ------------------------------------------------------------------------- judging with a real LM
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("judge-toy")
-    return write_toy_data(root / "data", n_queries=6, n_candidates=4), random_tiny_lm(root)
-
-
-@pytest.fixture(scope="module")
-def backend(toy):
-    from boostmdr.llm import get_backend
-
-    with get_backend("transformers", model=str(toy[1]), device="cpu") as b:
-        yield b
 
 
 SETTINGS = JudgeSettings(max_new_tokens=6, retries=1, seed=5)

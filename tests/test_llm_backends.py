@@ -26,7 +26,8 @@ from judge_fixtures import (
 from boostmdr.formats import read_jsonl
 from boostmdr.judge import JudgeSettings, load_judge_template, majority_vote, run_verdicts
 from boostmdr.llm import BACKENDS, BackendError, BackendUnavailable, GenerationRequest, SamplingSettings, get_backend
-from boostmdr.llm.vllm_backend import assemble, flatten, sampling_kwargs
+from boostmdr.llm.constraint import ChoiceTrie, Constraint
+from boostmdr.llm.vllm_backend import assemble, flatten, request_params, sampling_kwargs, structured_outputs_kwargs
 
 
 
@@ -81,7 +82,63 @@ def test_vllm_requests_flatten_with_siblings_adjacent_and_regroup_in_order():
         assemble(reqs, owners, [("a", 1, 0, 1)])
 
 
+def test_vllm_requests_carry_structured_outputs_per_constraint_kind():
+    s = SamplingSettings(0.4, 0.7, 8, 1)
+    choice = Constraint.choice(["yes", "no"])
+    schema = {"type": "object", "properties": {"relevant": {"type": "array"}}, "required": ["relevant"]}
+    reqs = [
+        GenerationRequest("p0", (s, s), choice),
+        GenerationRequest("p1", (s,), Constraint.regex(r"<relevant>[0-9, ]*</relevant>")),
+        GenerationRequest("p2", (s,), Constraint.json_schema(schema)),
+        GenerationRequest("p3", (s,)),
+    ]
+    params = request_params(reqs)
+    assert [p.get("structured_outputs") for p in params] == [
+        {"choice": ["yes", "no"]}, {"choice": ["yes", "no"]}, {"regex": r"<relevant>[0-9, ]*</relevant>"},
+        {"json": schema}, None,
+    ]
+    assert {k: v for k, v in params[0].items() if k != "structured_outputs"} == sampling_kwargs(s)
+    assert structured_outputs_kwargs(None) is None
+
+
+def test_http_payload_sends_a_json_schema_as_response_format():
+    from boostmdr.llm.http_backend import HTTPBackend
+
+    b = HTTPBackend(model="m", base_url="http://127.0.0.1:9/v1", api_key_env="BOOSTMDR_UNSET_KEY")
+    try:
+        schema = {"type": "object", "properties": {"relevant": {"type": "array"}}}
+        body = b.payload("hi", SamplingSettings(0.5, 0.9, 4, 7), Constraint.json_schema(schema))
+        assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        assert "response_format" not in b.payload("hi", SamplingSettings(0.5, 0.9, 4, 7))
+        with pytest.raises(BackendError, match=r"http backend cannot enforce a 'choice' constraint \(it enforces \['json'\]\)"):
+            b.generate([GenerationRequest("hi", (SamplingSettings(),), Constraint.choice(["a"]))])
+    finally:
+        b.close()
+
+
+def test_choice_trie_refuses_a_choice_that_is_a_prefix_of_another():
+    trie = ChoiceTrie([[1, 2], [1, 3, 4]])
+    assert sorted(trie.allowed(0)) == [1] and sorted(trie.allowed(trie.step(0, 1))) == [2, 3]
+    assert trie.complete(trie.step(trie.step(0, 1), 2)) and trie.longest == 3
+    with pytest.raises(ValueError, match="prefix of another"):
+        ChoiceTrie([[1, 2], [1, 2, 3]])
+
+
 # ------------------------------------------------------------------------------------ transformers
+
+
+def test_transformers_choice_constraint_writes_only_whole_choices(tf_backend):
+    choices = ['{"Information Accuracy": 2, "Information Completeness": 0}', "<relevant>1, 3</relevant>", "no"]
+    samples = tuple(SamplingSettings(t, p, 40, seed) for seed, (t, p) in enumerate([(0.4, 0.7), (1.0, 1.0), (0.0, 1.0)] * 4))
+    res = tf_backend.generate([GenerationRequest(_prompt("ka mi"), samples, Constraint.choice(choices))])
+    assert len(res[0].texts) == 12 and set(res[0].texts) <= set(choices)
+    # a choice longer than the token limit is refused before any work, naming the setting to raise
+    with pytest.raises(BackendError, match=r"longest allowed answer is \d+ tokens but a sample may write only 2: raise"):
+        tf_backend.generate([GenerationRequest(_prompt("ka"), (SamplingSettings(max_tokens=2),), Constraint.choice(choices))])
+    with pytest.raises(BackendError, match=r"transformers backend cannot enforce a 'regex' constraint \(it enforces \['choice'\]\)"):
+        tf_backend.generate([GenerationRequest("x", (SamplingSettings(),), Constraint.regex("a+"))])
+
+
 
 
 def test_transformers_prefills_each_prompt_once_for_all_its_samples(model_dir):
@@ -328,6 +385,41 @@ def test_judge_over_http_never_writes_the_api_key(served, tmp_path):
     for text in (recs, log.read_text(), proc.stdout, proc.stderr, dump):  # ...and written nowhere
         assert secret not in text
         assert secret[8:] not in text
+
+
+@pytest.mark.slow
+def test_listwise_judge_over_http_against_transformers_serve(served, tmp_path):
+    from boostmdr.listwise import load_listwise_template
+
+    url, model, held = served
+    data = hide_second_positives(held, tmp_path / "data", n_queries=3)
+    listwise = Path(__file__).resolve().parents[1] / "config/prompts/judge_listwise.txt"
+    settings = JudgeSettings(samples=((0.9, 0.7), (0.8, 0.4)), max_new_tokens=16, retries=1, mode="listwise", window=2)
+    with get_backend("http", model=model, base_url=url, api_key_env="BOOSTMDR_UNSET_KEY", concurrency=2) as b:
+        counts = run_verdicts(
+            data["candidates"], data["train"], data["corpus"], "xx", b, load_listwise_template(listwise), settings,
+            tmp_path / "v.jsonl", cache_path=tmp_path / "c.jsonl",
+        )
+    recs = [r for _, r in read_jsonl(tmp_path / "v.jsonl")]
+    # 3 queries x 3 candidates, window 2 -> windows of 2 + 1: 6 prompts x 2 samples, one HTTP call per sample
+    assert len(recs) == 9 and counts["generated"] >= 6 * 2 and counts["prompt_tokens"] > 0
+    assert sorted((r["window"]["size"], r["window"]["position"]) for r in recs) == sorted([(2, 1), (2, 2), (1, 1)] * 3)
+    for r in recs:
+        assert r["backend"] == "http" and r["verdict"] == majority_vote([s["score"] for s in r["samples"]])
+        # the judge was never fine-tuned on the listwise format: whatever it wrote is parsed strictly or not at all
+        for s in r["samples"]:
+            assert (s["score"] is None) == (s["listed"] is None)
+
+
+@pytest.mark.slow
+def test_transformers_serve_refuses_response_format_on_completions(served):
+    # What the local server does with OpenAI structured output (measured, transformers 5.x): /v1/completions
+    # rejects the field (HTTP 422), so structured output cannot be used against it; vLLM's server honours it.
+    url, model, _ = served
+    with get_backend("http", model=model, base_url=url, api_key_env="BOOSTMDR_UNSET_KEY", max_retries=0) as b:
+        with pytest.raises(BackendError, match=r"HTTP 422.*response_format"):
+            b.generate([GenerationRequest(_prompt("ka mi"), (SamplingSettings(max_tokens=4),),
+                                          Constraint.json_schema({"type": "object"}))])
 
 
 @pytest.mark.slow

@@ -66,3 +66,29 @@ def test_template_placeholders_come_from_the_caller():
     assert t.render(passage="a {language} b", language="sw") == "Summarise in sw: a {language} b\nSummary:"
     with pytest.raises(TemplateError, match=r"summary.txt: prompt template lacks placeholder\(s\) \{query\}"):
         PromptTemplate("Summarise: {passage}", ("passage", "query"), "summary.txt")
+
+
+def test_a_constraint_changes_the_cache_key_and_its_absence_keeps_the_old_one():
+    from boostmdr.llm.cache import cache_key
+    from boostmdr.llm.constraint import Constraint
+
+    args = ("transformers", "local-sha256:ab", "prompt text", 0.7, 0.4, 32, 123)
+    assert cache_key(*args) == cache_key(*args, None) == "d2bb897f694dc15b97347c65e2c7df9817032cc535cacd01aa967c01be10373f"
+    keys = {cache_key(*args, c.key()) for c in (Constraint.choice(["a", "b"]), Constraint.choice(["a"]),
+                                              Constraint.regex("a"), Constraint.json_schema({"type": "object"}))}
+    assert len(keys) == 4 and cache_key(*args) not in keys
+
+
+def test_structured_items_are_generated_under_their_constraint_and_cached_apart(backend, tmp_path):
+    from boostmdr.llm.cache import GenerationCache
+    from boostmdr.llm.constraint import Constraint
+
+    settings = RunnerSettings(max_new_tokens=8, retries=0, seed=5, namespace="test", batch_size=2)
+    choices = ["ka mi", "to ra ne"]
+    cache = GenerationCache(tmp_path / "c.jsonl")
+    free = [Item.make("k", "ka mi to ra 1 ne su", [(0.9, 1.0)])]
+    forced = [Item.make("k", "ka mi to ra 1 ne su", [(0.9, 1.0)], Constraint.choice(choices))]
+    GenerationRunner(backend, settings, parse=lambda t: t, cache=cache).run(free)
+    counts = GenerationRunner(backend, settings, parse=lambda t: t if t in choices else None, cache=cache).run(forced)
+    assert counts["generated"] == 1 and counts["cached"] == 0  # same prompt and seed, other constraint: not a hit
+    assert forced[0].samples[0].parsed in choices and counts["unparsed_samples"] == 0

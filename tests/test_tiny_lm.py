@@ -10,6 +10,7 @@ import sys
 import pytest
 from judge_fixtures import (
     PROMPT,
+    REPO,
     hide_second_positives,
     judge_against_truth,
     random_tiny_lm,
@@ -88,6 +89,48 @@ def test_labels_come_from_a_prepared_data_directory(tmp_path):
     assert by_dir == by_file and len(by_dir[0]) == 3
     with pytest.raises(FileNotFoundError, match="prepared-data directory with train.jsonl"):
         read_labelled(tmp_path)
+
+
+def test_held_out_queries_never_reach_the_fine_tuning(tmp_path):
+    from boostmdr.formats import write_topics
+
+    world = write_topic_world(tmp_path / "w", 6, seed=6)
+    write_topics(tmp_path / "held.tsv", {"1": "x", "4": "y"})
+    queries, _ = read_labelled(world, tmp_path / "held.tsv")
+    assert [q.qid for q in queries] == ["0", "2", "3", "5"]
+    write_topics(tmp_path / "bad.tsv", {"99": "x"})
+    with pytest.raises(FileNotFoundError, match=r"--holdout .*bad\.tsv: 1 queries are not in"):
+        read_labelled(world, tmp_path / "bad.tsv")
+
+
+def test_listwise_examples_answer_with_the_numbers_of_the_other_positives(tmp_path, random_lm):
+    from transformers import AutoTokenizer
+
+    from boostmdr.listwise import load_listwise_template, parse_listwise
+
+    world = write_topic_world(tmp_path / "w", 10, seed=3)
+    queries, texts = read_labelled(world)
+    tok = AutoTokenizer.from_pretrained(random_lm)
+    s = JudgeTrainSettings(empty_reference_fraction=0.0, random_negative_fraction=0.0, listwise_window=4)
+    listwise = load_listwise_template(REPO / "config/prompts/judge_listwise.txt")
+    stream = JudgeExamples(tok, load_judge_template(PROMPT), [(queries, texts)], s, listwise)
+    pointwise_before = JudgeExamples(tok, load_judge_template(PROMPT), [(queries, texts)], s).batch(4)
+    by_query = {q.query: q for q in queries}
+    seen_relevant = 0
+    for _ in range(12):
+        prompt_ids, answer_ids = stream.listwise()
+        prompt = tok.decode(prompt_ids, skip_special_tokens=True)
+        q = by_query[prompt.split("Question: ")[1].split("\n")[0]]
+        lines = prompt.split("Candidates:\n")[1].split("\n\n")[0].split("\n")
+        cands = [line.split("] ", 1)[1] for line in lines]
+        listed = parse_listwise(tok.decode(answer_ids, skip_special_tokens=True), len(cands))
+        positives = {texts[p] for p in q.positives}
+        assert listed == {i for i, c in enumerate(cands, start=1) if c in positives}
+        assert all(c in positives | {texts[n] for n in q.negatives} for c in cands)
+        seen_relevant += len(listed)
+    assert seen_relevant > 0
+    # listwise examples draw from their own random stream: the pointwise examples are unchanged
+    assert stream.batch(4) == pointwise_before
 
 
 def test_shared_prefix_loss_equals_the_plain_forward(random_lm, tmp_path):

@@ -61,11 +61,14 @@ OVERLAY = {
         "table3": {"rows": [{"backbone": "bge", "variant": "full", "label": "Full Model"},
                             {"backbone": "bge", "variant": "wo_stage2", "label": "w/o Stage 2"}]},
     },
+    # The judging tables for the pointwise judge on a small held-out sample, and the dry estimate of an API judge.
+    "judge_eval": {"holdout_queries": 6, "judges": ["llm"], "estimate": ["llm", "gpt4o"]},
 }
 TARGETS = ["results/tables/table1.md", "results/tables/table2.md", "results/tables/elimination.md",
            "results/tables/judge_quality.md", "results/tables/table3.md", "results/tables/table13.md",
            "results/tables/batches.md", "results/tables/table8.md", "results/tables/stage2.md",
-           "results/tables/generation_false_negatives.md"]
+           "results/tables/generation_false_negatives.md", "results/tables/judge_labels.md",
+           "results/tables/judge_cost.md", "results/tables/judge_estimate.md"]
 
 
 def snakemake(workdir, targets, flags=(), timeout=1800):
@@ -85,6 +88,16 @@ def workflow_run(tmp_path_factory):
         logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted((workdir / "results/logs").rglob("*.log"))[-5:])
         pytest.fail(f"workflow failed:\n{proc.stderr[-6000:]}\n{logs}")
     return workdir
+
+
+def _grouped_rows(md: str) -> dict[str, list[str]]:
+    """Rows of a table whose first column is a group: keyed by the second cell."""
+    rows = {}
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 3 and not set(cells[1]) <= set("-: "):
+            rows.setdefault(cells[1], cells[2:])
+    return rows
 
 
 def _table_rows(md: str) -> dict[str, list[str]]:
@@ -161,6 +174,27 @@ def test_stage3_topics_batches_and_a_stage3_variant_end_to_end(workflow_run):
     assert rows["w/o Stage 2"][0] == "100.0" and float(rows["Stage 1 only (shuffled)"][0]) < 100.0
     stats = json.loads((workflow_run / "results/batches/wo_stage2/epochs-1.stats.json").read_text())
     assert stats["mode"] == "both" and stats["steps_per_epoch"] == summary["steps_per_epoch"]
+
+
+@pytest.mark.slow
+def test_judging_tables_report_the_judge_on_held_out_labels_and_its_cost(workflow_run):
+    langs = OVERLAY["languages"]
+    evals = {lang: json.loads((workflow_run / f"results/judge_eval/eval/labels/llm/positive/{lang}.json").read_text())
+             for lang in langs}
+    held = {lang: (workflow_run / f"results/judge_eval/holdout/{lang}.tsv").read_text().splitlines() for lang in langs}
+    assert all(len(h) == 6 for h in held.values())
+    # the tiny judge was never fine-tuned on the held-out queries
+    info = json.loads((workflow_run / "results/models/tiny/tiny-judge/boostmdr_tiny_lm.json").read_text())
+    assert info["judge_finetuning"]["held_out_queries"] == [f"results/judge_eval/holdout/{lang}.tsv" for lang in langs]
+    labels = _grouped_rows((workflow_run / "results/tables/judge_labels.md").read_text())
+    assert labels["Pairs judged"][1:3] == [str(evals[lang]["pairs"]) for lang in langs]
+    cost = _grouped_rows((workflow_run / "results/tables/judge_cost.md").read_text())
+    calls = sum(evals[lang]["cost"]["calls"] for lang in langs)
+    assert calls >= 4 * sum(evals[lang]["pairs"] for lang in langs)  # the authors' four samples, plus any retries
+    assert cost[next(k for k in cost if k.startswith("llm"))][2] == f"{calls:,}"  # Queries, Pairs, Calls, ...
+    estimate = _table_rows((workflow_run / "results/tables/judge_estimate.md").read_text())
+    api = next(v for k, v in estimate.items() if k.startswith("gpt4o"))
+    assert api[-2] != "n/a (no price)" and api[-1] == "4 characters per token"
 
 
 def _planned(workdir, extra_overlay: dict) -> dict[str, int]:

@@ -99,6 +99,12 @@ def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     assert counts["candidates_dense"] == 2 * n_langs + (3 * 2 + 1) * n_langs
     assert counts["fuse"] == 2 * n_langs + 4 * n_langs
     assert "synthetic_language" not in counts and "tiny_encoder" not in counts
+    # The judging tables plan for MIRACL too: its human labels (no planted truth there) for the pointwise, listwise,
+    # small and cascade judges, and a dry estimate of each single judge the estimate table names.
+    assert counts["judge_holdout"] == counts["judge_sample"] == n_langs
+    assert counts["judge_sample_verdicts"] == 3 * n_langs and counts["judge_sample_escalated"] == n_langs
+    assert counts["judge_eval"] == 4 * n_langs
+    assert counts["judge_estimate"] == 6 * n_langs  # llm, llm_listwise, llm_small, gpt4o, gpt4o_listwise, gpt4o_mini_listwise
     assert elapsed < 300
 
 
@@ -120,7 +126,9 @@ def test_default_config_builds_its_dag(tmp_path):
     out, _ = _dry_run([tmp_path / "config/config.yaml"], ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)])
     counts = _job_counts(out)
     assert counts["synthetic_language"] == 3 and counts["prepare"] == 3
-    assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 2  # the judge and stage 2's generator
+    # the judge, its listwise sibling, the smaller judge, and stage 2's generator
+    assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 4
+    assert counts["judge_sample"] == 2 * 3 and counts["judge_eval"] == 2 * 4 * 3  # labels and planted, 4 judges
     # stage 2: the demo's instruction set (English source, one file per language), one MIFT, and the generation
     # and top-up of four query sets (the full method, w/o MIFT, w/o PDBG, w/o stage 1), plus the unjudged top-up of
     # the full method's pool for the analysis of the false negatives generation brings in

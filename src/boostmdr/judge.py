@@ -21,6 +21,24 @@ The protocol, as the authors' code runs it, and the choices made where the paper
 * **Pool**: the candidates whose verdict is in ``--keep`` (default ``0``, as in the authors' code;
   ``0,1`` drops only score 2, the paper's wording) become the query's negatives.
 
+Beyond the paper (issue 16), each a setting; the paper's protocol above stays the default:
+
+* ``--mode listwise``: one prompt per query (or per window of ``--window`` candidates) lists the numbered
+  candidates and is answered with the relevant ones' numbers, as RLHN does (:mod:`boostmdr.listwise`:
+  prompt, strict parsing, verdict mapping listed = 2, not listed = 0). Verdict records keep their format
+  and gain ``mode`` and ``window``.
+* A cascade (:mod:`boostmdr.cascade`): ``verdicts --escalated-by FIRST...`` judges only the queries a
+  first judge's verdicts escalate; ``cascade`` merges the two judges' verdicts into one verdict file that
+  says which judge decided each candidate.
+* ``--structured-output``: the answer is constrained by the backend (:mod:`boostmdr.llm.constraint`):
+  pointwise, the nine answers of the prompt's JSON format as a choice list (transformers, vLLM) or their
+  JSON schema (HTTP ``response_format``); listwise, see :func:`boostmdr.listwise.constraint_options`. A
+  backend that can enforce none of them is refused at start, naming the setting.
+* ``--summary``: a JSON file with the job's counts (calls, tokens, cached and unparsed samples, seconds
+  spent generating), which the judge evaluation's cost table reads.
+* ``--no-positive-reference empty``: a query without a labelled positive gets an empty reference instead
+  of failing the job (the human-label evaluation uses it for queries with a single positive).
+
 The generic machinery (the prompt template, the generation cache, sample seeds, the cached, batched and
 retried generation loop, the backends and their options) lives in :mod:`boostmdr.llm`; this module holds
 the judging: the prompt's fields, score parsing, the vote, pools and statistics. Every sample is cached
@@ -38,6 +56,10 @@ CLI::
         --lang sw --keep 0 --source stage1:ensemble --out negatives.jsonl
     python -m boostmdr.judge stats --verdicts v0.jsonl v1.jsonl --lang sw --out stats.json \\
         [--truth RAW/synthetic-truth/sw.train.complete-qrels.tsv]
+    python -m boostmdr.judge verdicts ... --mode listwise --prompt config/prompts/judge_listwise.txt --window 20
+    python -m boostmdr.judge verdicts ... --escalated-by first-v0.jsonl first-v1.jsonl --out escalated-v0.jsonl
+    python -m boostmdr.judge cascade --train train.jsonl --chunk 0 --num-chunks 2 --first first-v0.jsonl first-v1.jsonl \\
+        --second escalated-v0.jsonl --first-name llm_small --second-name llm --out v0.jsonl
 """
 
 from __future__ import annotations
@@ -49,14 +71,17 @@ import logging
 import os
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import cascade, listwise
 from .formats import (
     VERDICTS,
     FormatError,
+    Hit,
     LabelledQuery,
     Negative,
     NegativesRecord,
@@ -72,6 +97,7 @@ from .formats import (
     write_verdicts,
 )
 from .llm.cache import GenerationCache
+from .llm.constraint import Constraint, pick
 from .llm.options import add_backend_arguments, backend_settings
 from .llm.prompt import PromptTemplate, TemplateError, truncate_words
 from .llm.runner import GenerationRunner, Item, RunnerSettings, parse_samples_spec
@@ -84,8 +110,13 @@ PLACEHOLDERS = ("question", "candidate", "reference")
 AUTHORS_SAMPLES = "0.7:0.4,0.8:0.6,0.9:0.8,0.8:0.4"
 """The authors' four samples as ``top_p:temperature`` pairs."""
 REFERENCE_MODES = ("positive", "empty")
+MODES = ("pointwise", "listwise")
+"""How one judge asks: per candidate (the paper) or per window of a query's candidates (RLHN). A cascade
+is two judges (:mod:`boostmdr.cascade`), not a mode of one."""
+NO_POSITIVE = ("error", "empty")
 SCORES = VERDICTS
 SEED_NAMESPACE = "judge"
+STRUCTURED_SETTING = "structured_output (--structured-output)"
 
 
 # ------------------------------------------------------------------------------------------ prompt
@@ -122,6 +153,25 @@ def render_judge_prompt(
 def format_scores(accuracy: int, completeness: int) -> str:
     """The answer the prompt asks for, as a model should write it."""
     return json.dumps({"Information Accuracy": accuracy, "Information Completeness": completeness})
+
+
+POINTWISE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "Information Accuracy": {"type": "integer", "enum": list(VERDICTS)},
+        "Information Completeness": {"type": "integer", "enum": list(VERDICTS)},
+    },
+    "required": ["Information Accuracy", "Information Completeness"],
+    "additionalProperties": False,
+}
+"""The JSON schema of the pointwise answer (structured output over a JSON-only backend)."""
+
+
+def pointwise_constraint_options() -> dict[str, Constraint | None]:
+    """The ways to constrain a pointwise answer, in order of preference: the nine answers as written by
+    :func:`format_scores` (a choice list), their JSON schema."""
+    answers = [format_scores(a, c) for a in VERDICTS for c in VERDICTS]
+    return {"choice": Constraint.choice(answers), "regex": None, "json": Constraint.json_schema(POINTWISE_SCHEMA)}
 
 
 # ----------------------------------------------------------------------------------------- scoring
@@ -214,12 +264,35 @@ class JudgeSettings:
     max_passage_words: int | None = None
     depth: int | None = None
     batch_size: int = 64
+    mode: str = "pointwise"
+    window: int = 20
+    """listwise: candidates per prompt (a query's candidates are split into windows of at most this many)."""
+    structured_output: bool = False
+    no_positive_reference: str = "error"
+    """A query without a labelled positive under reference mode ``positive``: ``error`` (stage 1) or ``empty``."""
 
     def __post_init__(self) -> None:
         if self.reference not in REFERENCE_MODES:
             raise ValueError(f"--reference must be one of {REFERENCE_MODES}, got {self.reference!r}")
         if self.retries < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("--retries must be >= 0, --max-new-tokens and --batch-size >= 1")
+        if self.mode not in MODES:
+            raise ValueError(f"--mode must be one of {MODES}, got {self.mode!r}")
+        if self.window < 1:
+            raise ValueError(f"--window must be >= 1, got {self.window}")
+        if self.no_positive_reference not in NO_POSITIVE:
+            raise ValueError(f"--no-positive-reference must be one of {NO_POSITIVE}, got {self.no_positive_reference!r}")
+
+
+@dataclass
+class QueryTask:
+    """One query to judge: its reference positive (``None``: empty reference) and its candidates as
+    ``(fused rank, hit)``, labelled positives already left out."""
+
+    qid: str
+    query: str
+    reference_docid: str | None
+    candidates: list[tuple[int, Hit]]
 
 
 @dataclass
@@ -231,6 +304,16 @@ class _Pair:
     rank: int
     score: float
     reference_docid: str | None
+    item: Item
+
+
+@dataclass
+class _Window:
+    """Listwise: consecutive candidates of one query judged in one prompt (the runner item)."""
+
+    task: QueryTask
+    index: int
+    members: list[tuple[int, Hit]]
     item: Item
 
 
@@ -255,15 +338,20 @@ def load_texts(corpus_path: str | os.PathLike, wanted: set[str]) -> dict[str, st
     return texts
 
 
-def build_pairs(
-    template: PromptTemplate,
-    settings: JudgeSettings,
-    train: dict[str, LabelledQuery],
-    run: dict[str, list],
-    qids: Sequence[str],
-    texts: dict[str, str],
-) -> list[_Pair]:
-    pairs: list[_Pair] = []
+def reference_of(q: LabelledQuery, settings: JudgeSettings) -> str | None:
+    """The query's reference positive (seeded), or ``None`` for an empty reference (reference mode
+    ``empty``, or a query without positives under ``no_positive_reference`` ``empty``)."""
+    if settings.reference != "positive" or (not q.positives and settings.no_positive_reference == "empty"):
+        return None
+    return choose_reference(q.positives, q.qid, settings.seed)
+
+
+def build_tasks(
+    settings: JudgeSettings, train: dict[str, LabelledQuery], run: dict[str, list], qids: Sequence[str]
+) -> list[QueryTask]:
+    """The queries of ``qids`` that have candidates, each with its reference and its candidates (the top
+    ``depth`` of the run, labelled positives left out and counted)."""
+    tasks: list[QueryTask] = []
     skipped_positive = 0
     for qid in qids:
         hits = run.get(qid, [])
@@ -272,19 +360,80 @@ def build_pairs(
         if not hits:
             continue
         q = train[qid]
-        ref_id = choose_reference(q.positives, qid, settings.seed) if settings.reference == "positive" else None
-        ref_text = texts[ref_id] if ref_id is not None else ""
         positives = set(q.positives)
+        candidates = []
         for rank, hit in enumerate(hits, start=1):
             if hit.docid in positives:
                 skipped_positive += 1
                 continue
-            prompt = render_judge_prompt(template, q.query, texts[hit.docid], ref_text, settings.max_passage_words)
-            item = Item.make(f"{qid}\0{hit.docid}", prompt, settings.samples)
-            pairs.append(_Pair(qid, hit.docid, rank, hit.score, ref_id, item))
+            candidates.append((rank, hit))
+        tasks.append(QueryTask(qid, q.query, reference_of(q, settings), candidates))
     if skipped_positive:
         log.info("skipped %d candidates that are labelled positives of their query (never judged)", skipped_positive)
+    return tasks
+
+
+def pointwise_pairs(
+    template: PromptTemplate,
+    settings: JudgeSettings,
+    tasks: Sequence[QueryTask],
+    texts: dict[str, str],
+    constraint: Constraint | None = None,
+) -> list[_Pair]:
+    """One runner item per candidate: the paper's prompt for (question, candidate, reference)."""
+    pairs: list[_Pair] = []
+    for t in tasks:
+        ref_text = texts[t.reference_docid] if t.reference_docid is not None else ""
+        for rank, hit in t.candidates:
+            prompt = render_judge_prompt(template, t.query, texts[hit.docid], ref_text, settings.max_passage_words)
+            item = Item.make(f"{t.qid}\0{hit.docid}", prompt, settings.samples, constraint)
+            pairs.append(_Pair(t.qid, hit.docid, rank, hit.score, t.reference_docid, item))
     return pairs
+
+
+def build_pairs(
+    template: PromptTemplate,
+    settings: JudgeSettings,
+    train: dict[str, LabelledQuery],
+    run: dict[str, list],
+    qids: Sequence[str],
+    texts: dict[str, str],
+) -> list[_Pair]:
+    """The pointwise pairs of ``qids``' candidates (see :func:`build_tasks` and :func:`pointwise_pairs`)."""
+    return pointwise_pairs(template, settings, build_tasks(settings, train, run, qids), texts)
+
+
+def listwise_windows(
+    template: PromptTemplate,
+    settings: JudgeSettings,
+    tasks: Sequence[QueryTask],
+    texts: dict[str, str],
+    constraints: dict[int, Constraint] | None = None,
+) -> list[_Window]:
+    """One runner item per window of each query's candidates (:func:`boostmdr.listwise.windows`);
+    ``constraints`` maps a window size to its structured-output constraint."""
+    out: list[_Window] = []
+    for t in tasks:
+        ref_text = texts[t.reference_docid] if t.reference_docid is not None else ""
+        for w, (start, stop) in enumerate(listwise.windows(len(t.candidates), settings.window)):
+            members = t.candidates[start:stop]
+            prompt = listwise.render_listwise_prompt(
+                template, t.query, [texts[hit.docid] for _, hit in members], ref_text, settings.max_passage_words
+            )
+            key = "\0".join([t.qid, *(hit.docid for _, hit in members)])
+            constraint = (constraints or {}).get(len(members))
+            out.append(_Window(t, w, members, Item.make(key, prompt, settings.samples, constraint)))
+    return out
+
+
+def _runner_settings(settings: JudgeSettings, namespace: str) -> RunnerSettings:
+    return RunnerSettings(
+        max_new_tokens=settings.max_new_tokens,
+        retries=settings.retries,
+        seed=settings.seed,
+        namespace=namespace,
+        batch_size=settings.batch_size,
+    )
 
 
 def judge_pairs(
@@ -295,15 +444,26 @@ def judge_pairs(
 ) -> Counter[str]:
     """Fill every pair's samples through the generation runner (cache, backend, retries of unparsed
     samples with new seeds). Returns its counters (generated, cached, unparsed, ...)."""
-    runner_settings = RunnerSettings(
-        max_new_tokens=settings.max_new_tokens,
-        retries=settings.retries,
-        seed=settings.seed,
-        namespace=SEED_NAMESPACE,
-        batch_size=settings.batch_size,
-    )
-    runner = GenerationRunner(backend, runner_settings, parse_scores, cache)
+    runner = GenerationRunner(backend, _runner_settings(settings, SEED_NAMESPACE), parse_scores, cache)
     return runner.run([p.item for p in pairs], desc="judging")
+
+
+def judge_windows(
+    windows: list[_Window], backend: Any, settings: JudgeSettings, cache: GenerationCache | None
+) -> Counter[str]:
+    """Fill every window's samples, strictly parsed for the window's size (one runner pass per size)."""
+    counts: Counter[str] = Counter()
+    sizes = sorted({len(w.members) for w in windows})
+    for size in sizes:
+        items = [w.item for w in windows if len(w.members) == size]
+        runner = GenerationRunner(
+            backend,
+            _runner_settings(settings, listwise.SEED_NAMESPACE),
+            lambda text, n=size: listwise.parse_listwise(text, n),
+            cache,
+        )
+        counts.update(runner.run(items, desc=f"judging listwise ({size} candidates)"))
+    return counts
 
 
 def verdict_record(
@@ -343,6 +503,69 @@ def verdict_record(
     }
 
 
+def window_records(window: _Window, lang: str, max_new_tokens: int, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """One verdict record per candidate of a listwise window (see :mod:`boostmdr.listwise`: listed = 2,
+    not listed = 0; the window's tokens on the record at position 1)."""
+    item = window.item
+    ref = window.task.reference_docid
+    out = []
+    for pos, (rank, hit) in enumerate(window.members, start=1):
+        scores = [
+            None if s.parsed is None else (listwise.LISTED if pos in s.parsed else listwise.NOT_LISTED)
+            for s in item.samples
+        ]
+        votes = Counter(x for x in scores if x is not None)
+        first = pos == 1
+        out.append(
+            {
+                "qid": window.task.qid,
+                "docid": hit.docid,
+                "rank": rank,
+                "score": hit.score,
+                "lang": lang,
+                "reference_mode": "positive" if ref is not None else "empty",
+                "reference_docid": ref,
+                "samples": [
+                    {
+                        "top_p": s.top_p,
+                        "temperature": s.temperature,
+                        "max_tokens": max_new_tokens,
+                        "score": score,
+                        "listed": sorted(s.parsed) if s.parsed is not None else None,
+                        "attempts": s.attempts,
+                    }
+                    for s, score in zip(item.samples, scores)
+                ],
+                "votes": {str(k): v for k, v in sorted(votes.items())},
+                "verdict": majority_vote(scores),
+                "prompt_sha256": hashlib.sha256(item.prompt.encode("utf-8")).hexdigest(),
+                "prompt_tokens": item.prompt_tokens if first else 0,
+                "prefilled_tokens": item.prefilled_tokens if first else 0,
+                "generated_tokens": item.generated_tokens if first else 0,
+                "cached_generated_tokens": item.cached_generated_tokens if first else 0,
+                "mode": "listwise",
+                "window": {"index": window.index, "size": len(window.members), "position": pos},
+                **meta,
+            }
+        )
+    return out
+
+
+def structured_constraints(
+    settings: JudgeSettings, backend: Any, tasks: Sequence[QueryTask]
+) -> tuple[Constraint | None, dict[int, Constraint]]:
+    """The structured-output constraint of the pointwise answer and of each listwise window size (none
+    unless ``settings.structured_output``); a ValueError naming the setting when the backend cannot
+    enforce any form of the answer."""
+    if not settings.structured_output:
+        return None, {}
+    supported = getattr(backend, "CONSTRAINTS", ())
+    if settings.mode == "pointwise":
+        return pick(pointwise_constraint_options(), supported, STRUCTURED_SETTING, backend.NAME), {}
+    sizes = {stop - start for t in tasks for start, stop in listwise.windows(len(t.candidates), settings.window)}
+    return None, {n: pick(listwise.constraint_options(n), supported, STRUCTURED_SETTING, backend.NAME) for n in sizes}
+
+
 def run_verdicts(
     candidates: str | os.PathLike,
     train_path: str | os.PathLike,
@@ -355,52 +578,91 @@ def run_verdicts(
     chunk: int = 0,
     num_chunks: int = 1,
     cache_path: str | os.PathLike | None = None,
+    escalated_by: Sequence[str | os.PathLike] = (),
+    summary_path: str | os.PathLike | None = None,
 ) -> Counter[str]:
-    """Judge the candidates of one chunk of queries and write the verdict file."""
+    """Judge the candidates of one chunk of queries and write the verdict file. With ``escalated_by`` (a
+    first judge's verdict files), judge only the chunk's queries those verdicts escalate
+    (:func:`boostmdr.cascade.escalation`). With ``summary_path``, also write the job's counts there."""
     train = read_train(train_path)
     run = read_run(candidates)
     unknown = sorted(set(run) - train.keys())
     if unknown:
         raise FormatError(candidates, None, f"{len(unknown)} queries are not in {train_path}, e.g. {unknown[:3]}")
     qids = select_chunk(list(train), chunk, num_chunks)
-    if settings.reference == "positive":
+    escalation: dict[str, Any] | None = None
+    if escalated_by:
+        decisions = cascade.escalations(read_verdicts(escalated_by).values())
+        chunk_decisions = [decisions[q] for q in qids if q in decisions]
+        escalation = {
+            "queries": len(chunk_decisions),
+            "escalated": sum(d.escalated for d in chunk_decisions),
+            "reasons": dict(sorted(Counter(r for d in chunk_decisions for r in d.reasons).items())),
+        }
+        qids = [q for q in qids if q in decisions and decisions[q].escalated]
+        log.info(
+            "%s chunk %d/%d: the first judge escalates %d of %d queries (%s)",
+            lang, chunk, num_chunks, escalation["escalated"], escalation["queries"], escalation["reasons"],
+        )
+    if settings.reference == "positive" and settings.no_positive_reference == "error":
         no_pos = [q for q in qids if run.get(q) and not train[q].positives]
         if no_pos:
             raise FormatError(
                 train_path, None, f"queries without positives cannot use --reference positive: {no_pos[:3]}"
             )
-    wanted: set[str] = set()
-    for q in qids:
-        hits = run.get(q, [])[: settings.depth] if settings.depth is not None else run.get(q, [])
-        wanted.update(h.docid for h in hits)
-        if settings.reference == "positive" and hits:
-            wanted.add(choose_reference(train[q].positives, q, settings.seed))
+    tasks = build_tasks(settings, train, run, qids)
+    pointwise_constraint, window_constraints = structured_constraints(settings, backend, tasks)
+    wanted = {hit.docid for t in tasks for _, hit in t.candidates}
+    wanted.update(t.reference_docid for t in tasks if t.reference_docid is not None)
     texts = load_texts(corpus_path, wanted)
-    pairs = build_pairs(template, settings, train, run, qids, texts)
+    pairs: list[_Pair] = []
+    windows: list[_Window] = []
+    if settings.mode == "pointwise":
+        pairs = pointwise_pairs(template, settings, tasks, texts, pointwise_constraint)
+        prompts = len(pairs)
+    else:
+        windows = listwise_windows(template, settings, tasks, texts, window_constraints)
+        prompts = len(windows)
     log.info(
-        "%s chunk %d/%d: %d queries, %d candidates to judge with %s (%s), %d samples each",
+        "%s chunk %d/%d: %d queries, %d candidates to judge %s in %d prompts with %s (%s), %d samples each%s",
         lang,
         chunk,
         num_chunks,
         len(qids),
-        len(pairs),
+        sum(len(t.candidates) for t in tasks),
+        settings.mode,
+        prompts,
         backend.NAME,
         backend.model_id,
         len(settings.samples),
+        ", structured output" if settings.structured_output else "",
     )
     cache = GenerationCache(cache_path) if cache_path else None
+    started = time.monotonic()
     try:
-        counts = judge_pairs(pairs, backend, settings, cache)
+        if settings.mode == "pointwise":
+            counts = judge_pairs(pairs, backend, settings, cache)
+        else:
+            counts = judge_windows(windows, backend, settings, cache)
     finally:
         if cache is not None:
             cache.close()
+    seconds = time.monotonic() - started
     meta = {
         "backend": backend.NAME,
         "model": backend.model_id,
         "model_fingerprint": backend.fingerprint(),
         "template_sha256": template.sha256,
     }
-    records = [verdict_record(p, lang, settings.reference, settings.max_new_tokens, meta) for p in pairs]
+    if settings.structured_output:
+        meta["structured_output"] = True
+    if settings.mode == "pointwise":
+        records = [
+            verdict_record(p, lang, "positive" if p.reference_docid is not None else "empty", settings.max_new_tokens, meta)
+            for p in pairs
+        ]
+    else:
+        records = [r for w in windows for r in window_records(w, lang, settings.max_new_tokens, meta)]
     write_verdicts(out, records)
     verdicts = Counter(str(r["verdict"]) for r in records)
     counts.update({f"verdict_{k}": v for k, v in verdicts.items()})
@@ -416,7 +678,58 @@ def run_verdicts(
         counts["prefilled_tokens"],
         counts["generated_tokens"],
     )
+    if summary_path is not None:
+        write_json(
+            summary_path,
+            {
+                "lang": lang,
+                "mode": settings.mode,
+                "backend": backend.NAME,
+                "model": backend.model_id,
+                "structured_output": settings.structured_output,
+                "chunk": chunk,
+                "num_chunks": num_chunks,
+                "queries": len(tasks),
+                "candidates": len(records),
+                "prompts": prompts,
+                "samples_per_prompt": len(settings.samples),
+                "calls": counts["generated"],
+                "cached_samples": counts["cached"],
+                "unparsed_samples": counts["unparsed_samples"],
+                "prompt_tokens": counts["prompt_tokens"],
+                "prefilled_tokens": counts["prefilled_tokens"],
+                "generated_tokens": counts["generated_tokens"],
+                "seconds": round(seconds, 3),
+                "verdicts": dict(sorted(verdicts.items())),
+                "escalation": escalation,
+            },
+        )
     return counts
+
+
+def run_cascade(
+    train_path: str | os.PathLike,
+    first_paths: Sequence[str | os.PathLike],
+    second_paths: Sequence[str | os.PathLike],
+    first_name: str,
+    second_name: str,
+    out: str | os.PathLike,
+    chunk: int = 0,
+    num_chunks: int = 1,
+) -> list[dict[str, Any]]:
+    """Merge a cascade's verdicts for one chunk of queries (:func:`boostmdr.cascade.merge`) and write them."""
+    qids = select_chunk(list(read_train(train_path)), chunk, num_chunks)
+    records = cascade.merge(
+        qids, read_verdicts(first_paths).values(), read_verdicts(second_paths).values(), first_name, second_name
+    )
+    write_verdicts(out, records)
+    decided = Counter(r["decided_by"] for r in records)
+    escalated = {r["qid"] for r in records if r["cascade"]["escalated"]}
+    log.info(
+        "cascade chunk %d/%d: %d verdicts (%s), %d of %d queries escalated",
+        chunk, num_chunks, len(records), dict(decided), len(escalated), len({r["qid"] for r in records}),
+    )
+    return records
 
 
 # -------------------------------------------------------------------------------------------- pool
@@ -528,12 +841,18 @@ def verdict_stats(
         "elimination_rate": len(removed) / len(judged) if judged else None,
         "verdicts": dict(sorted(by_verdict.items())),
         "unparsed_sample_rate": (sum(s.get("score") is None for s in samples) / len(samples)) if samples else None,
-        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in verdicts.values()),
-        "prefilled_tokens": sum(r.get("prefilled_tokens", 0) for r in verdicts.values()),
-        "generated_tokens": sum(r.get("generated_tokens", 0) for r in verdicts.values()),
+        "prompt_tokens": sum(_tokens(r, "prompt_tokens") for r in verdicts.values()),
+        "prefilled_tokens": sum(_tokens(r, "prefilled_tokens") for r in verdicts.values()),
+        "generated_tokens": sum(_tokens(r, "generated_tokens") for r in verdicts.values()),
         # new tokens of the samples a rerun took from the cache: what they cost when they were made
-        "cached_generated_tokens": sum(r.get("cached_generated_tokens", 0) for r in verdicts.values()),
+        "cached_generated_tokens": sum(_tokens(r, "cached_generated_tokens") for r in verdicts.values()),
     }
+    decided = Counter(str(r["decided_by"]) for r in verdicts.values() if "decided_by" in r)
+    if decided:  # a cascade's verdicts
+        queries = {r["qid"]: r["cascade"]["escalated"] for r in verdicts.values()}
+        out["decided_by"] = dict(sorted(decided.items()))
+        out["escalated_queries"] = sum(queries.values())
+        out["escalation_rate"] = sum(queries.values()) / len(queries) if queries else None
     if truth_path is not None:
         truth = read_qrels(truth_path)
         relevant = [truth.get(r["qid"], {}).get(r["docid"], 0) > 0 for r in judged]
@@ -556,6 +875,12 @@ def verdict_stats(
     return out
 
 
+def _tokens(record: dict[str, Any], kind: str) -> int:
+    """A verdict record's tokens of one kind; a cascade's escalated record adds its first judge's."""
+    first = (record.get("cascade") or {}).get("first_tokens") or {}
+    return int(record.get(kind, 0) or 0) + int(first.get(kind, 0) or 0)
+
+
 # --------------------------------------------------------------------------------------------- CLI
 
 
@@ -572,7 +897,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--num-chunks", type=int, default=1)
     add_backend_arguments(v)
     d = JudgeSettings()
-    v.add_argument("--prompt", required=True, help="prompt template with {question}, {candidate}, {reference}")
+    v.add_argument(
+        "--prompt", required=True,
+        help="prompt template: {question}, {candidate}, {reference} (pointwise); {question}, {reference}, {candidates} (listwise)",
+    )
     v.add_argument("--reference", choices=REFERENCE_MODES, default=d.reference)
     v.add_argument("--samples", default=AUTHORS_SAMPLES, help="comma list of top_p:temperature, one per sample")
     v.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
@@ -583,6 +911,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--depth", type=int, default=None, help="judge only the top N candidates of each query")
     v.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts handed to the backend at once")
+    v.add_argument(
+        "--mode", choices=MODES, default=d.mode,
+        help="pointwise: one prompt per candidate (the paper); listwise: one per window of a query's candidates (RLHN)",
+    )
+    v.add_argument("--window", type=int, default=d.window, help="listwise: candidates per prompt")
+    v.add_argument(
+        "--structured-output", action="store_true",
+        help="constrain the answer with the backend's structured output (refused where the backend has none)",
+    )
+    v.add_argument(
+        "--no-positive-reference", choices=NO_POSITIVE, default=d.no_positive_reference,
+        help="a query without a positive under --reference positive: fail (error) or judge it with an empty reference",
+    )
+    v.add_argument(
+        "--escalated-by", nargs="+", default=[],
+        help="a cascade's first judge's verdict files: judge only the queries they escalate",
+    )
+    v.add_argument("--summary", default=None, help="also write the job's counts (calls, tokens, seconds) here (JSON)")
     v.add_argument(
         "--cache",
         default=None,
@@ -604,6 +950,18 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", required=True)
     pl.add_argument("--threads", type=int, default=None)
     pl.add_argument("--log", default=None)
+
+    c = sub.add_parser("cascade", help="merge a cascade's first- and second-judge verdicts for one chunk of queries")
+    c.add_argument("--train", required=True, help="prepared train.jsonl (the chunk's queries, in its order)")
+    c.add_argument("--chunk", type=int, default=0)
+    c.add_argument("--num-chunks", type=int, default=1)
+    c.add_argument("--first", nargs="+", required=True, help="the first judge's verdict files (every chunk)")
+    c.add_argument("--second", nargs="*", default=[], help="the second judge's verdicts on the escalated queries")
+    c.add_argument("--first-name", required=True)
+    c.add_argument("--second-name", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--log", default=None)
 
     st = sub.add_parser("stats", help="elimination rate, and precision/recall against synthetic truth")
     st.add_argument("--verdicts", nargs="+", required=True)
@@ -635,8 +993,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_passage_words=args.max_passage_words or None,
             depth=args.depth,
             batch_size=args.batch_size,
+            mode=args.mode,
+            window=args.window,
+            structured_output=args.structured_output,
+            no_positive_reference=args.no_positive_reference,
         )
-        template = load_judge_template(args.prompt)
+        template = load_judge_template(args.prompt) if args.mode == "pointwise" else listwise.load_listwise_template(args.prompt)
         with get_backend(args.backend, **backend_settings(args, seed=args.seed)) as backend:
             set_threads(args.threads)  # again: the backend may have imported torch just now
             log.info("backend: %s", backend.describe())
@@ -652,7 +1014,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chunk=args.chunk,
                 num_chunks=args.num_chunks,
                 cache_path=args.cache,
+                escalated_by=args.escalated_by,
+                summary_path=args.summary,
             )
+    elif args.command == "cascade":
+        if not 0 <= args.chunk < args.num_chunks:
+            parser.error(f"--chunk {args.chunk} out of range for --num-chunks {args.num_chunks} (chunks are 0-based)")
+        run_cascade(
+            args.train, args.first, args.second, args.first_name, args.second_name, args.out, args.chunk, args.num_chunks
+        )
     elif args.command == "pool":
         keep = None if args.no_judge else parse_keep(args.keep)
         if keep is not None and not args.verdicts:

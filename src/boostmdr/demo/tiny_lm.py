@@ -23,8 +23,18 @@ generator, step 1 and 3). Two steps each, one CLI:
    of the example's own text (question, candidate, reference), which rewards noticing words seen
    earlier in the prompt. Passages are cut to ``--max-passage-words`` words with the same function the
    judge uses, so training and judging see the same prompts; the template is never cut.
-
-3. **Generator warm-up** (``--task generator``): the tokenizer is trained on the corpora, the instruction
+   Queries listed in a ``--holdout`` topics file (one per ``--train`` directory, in the same order) are
+   left out: the judge evaluation (:mod:`boostmdr.judge_eval`) measures the judge on them, so it must
+   never have been fine-tuned on their labels.
+3. **Listwise format** (with ``--listwise-prompt`` and ``--listwise-steps``): that many more steps,
+   spread evenly among the judge steps, on the listwise prompt (:mod:`boostmdr.listwise`) built from the
+   same labels: a window of 1 to ``--listwise-window`` candidates, each relevant (another labelled
+   positive, or a paraphrase) with probability ``listwise_relevant_fraction`` and otherwise a labelled
+   negative or a random passage, answered with the relevant candidates' numbers. The token-overlap
+   circuit below compares the question with ONE candidate, so it gives the listwise answer no relevance
+   signal: the model learns the answer format and the base rate, not which candidates are relevant. The
+   demo's listwise judge thus measures the protocol's plumbing and cost, not its quality.
+4. **Generator warm-up** (``--task generator``): the tokenizer is trained on the corpora, the instruction
    files and the generation prompt templates (``--extra-text``); the model then learns the language of the
    corpora as a plain next-token LM (``--max-steps`` steps of ``--batch-size`` passages, title and text,
    each between BOS and EOS): the "pretrained base" that stage 2's MIFT rule then LoRA-tunes on the
@@ -73,8 +83,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from boostmdr.formats import LabelledQuery, atomic_directory, open_text, passage_text, read_corpus, read_jsonl, read_train
+from boostmdr.formats import (
+    LabelledQuery,
+    atomic_directory,
+    open_text,
+    passage_text,
+    read_corpus,
+    read_jsonl,
+    read_topics,
+    read_train,
+)
 from boostmdr.judge import format_scores, load_judge_template, render_judge_prompt
+from boostmdr.listwise import format_listwise_answer, load_listwise_template, render_listwise_prompt
 from boostmdr.llm.base import common_prefix_length
 from boostmdr.llm.prompt import PromptTemplate
 from boostmdr.utils import seed_everything, set_threads, setup_logging
@@ -126,6 +146,9 @@ class JudgeTrainSettings:
     lm_positions: int = 24
     lm_weight: float = 0.5
     seed: int = 0
+    listwise_steps: int = 0
+    listwise_window: int = 5
+    listwise_relevant_fraction: float = 0.25
 
 
 # --------------------------------------------------------------------------------------- tokenizer
@@ -252,9 +275,12 @@ def save(model: Any, tokenizer: Any, out: str | os.PathLike, info: dict[str, Any
 # ---------------------------------------------------------------------------------- judge examples
 
 
-def read_labelled(data: str | os.PathLike) -> tuple[list[LabelledQuery], dict[str, str]]:
+def read_labelled(
+    data: str | os.PathLike, holdout: str | os.PathLike | None = None
+) -> tuple[list[LabelledQuery], dict[str, str]]:
     """Training queries with positives, and every passage text, of one prepared-data directory (or of
-    its ``train.jsonl``, with ``corpus.jsonl`` beside it)."""
+    its ``train.jsonl``, with ``corpus.jsonl`` beside it); the queries of the ``holdout`` topics file
+    are left out."""
     data = Path(data)
     train_path = data if data.is_file() else data / "train.jsonl"
     corpus_path = train_path.parent / "corpus.jsonl"
@@ -264,7 +290,14 @@ def read_labelled(data: str | os.PathLike) -> tuple[list[LabelledQuery], dict[st
                 f"--train {data}: expected a prepared-data directory with train.jsonl and corpus.jsonl, "
                 f"or its train.jsonl (docs/formats.md); {p} is missing"
             )
-    queries = [q for q in read_train(train_path).values() if q.positives]
+    held = set(read_topics(holdout)) if holdout is not None else set()
+    train = read_train(train_path)
+    unknown = held - train.keys()
+    if unknown:
+        raise FileNotFoundError(f"--holdout {holdout}: {len(unknown)} queries are not in {train_path}, e.g. {sorted(unknown)[:3]}")
+    queries = [q for q in train.values() if q.positives and q.qid not in held]
+    if held:
+        log.info("%s: %d held-out queries left out of the fine-tuning", train_path, len(held))
     texts = {str(d["docid"]): passage_text(d) for d in read_corpus(corpus_path)}
     return queries, texts
 
@@ -287,20 +320,47 @@ def judge_example(
     """(query, candidate text, reference text) for one training example; labels only."""
     ref_id = rng.choice(q.positives)
     reference = "" if rng.random() < s.empty_reference_fraction else texts[ref_id]
+    return q.query, example_candidate(q, texts, doc_ids, relevant, ref_id, rng, s), reference
+
+
+def example_candidate(
+    q: LabelledQuery,
+    texts: dict[str, str],
+    doc_ids: Sequence[str],
+    relevant: bool,
+    ref_id: str,
+    rng: random.Random,
+    s: JudgeTrainSettings,
+) -> str:
+    """A candidate's text: another labelled positive (or a paraphrase of the reference) when relevant,
+    else a labelled negative or a random passage that is not a positive."""
     if relevant:
         others = [p for p in q.positives if p != ref_id]
-        candidate = texts[rng.choice(others)] if others else paraphrase(texts[ref_id], rng)
-    else:
-        if q.negatives and rng.random() >= s.random_negative_fraction:
-            candidate = texts[rng.choice(q.negatives)]
-        else:
-            positives = set(q.positives)
-            while True:
-                d = rng.choice(doc_ids)
-                if d not in positives:
-                    break
-            candidate = texts[d]
-    return q.query, candidate, reference
+        return texts[rng.choice(others)] if others else paraphrase(texts[ref_id], rng)
+    if q.negatives and rng.random() >= s.random_negative_fraction:
+        return texts[rng.choice(q.negatives)]
+    positives = set(q.positives)
+    while True:
+        d = rng.choice(doc_ids)
+        if d not in positives:
+            return texts[d]
+
+
+def listwise_example(
+    q: LabelledQuery,
+    texts: dict[str, str],
+    doc_ids: Sequence[str],
+    rng: random.Random,
+    s: JudgeTrainSettings,
+) -> tuple[str, list[str], str, list[int]]:
+    """(query, candidate texts, reference text, numbers of the relevant candidates) for one listwise
+    training example; labels only."""
+    ref_id = rng.choice(q.positives)
+    reference = "" if rng.random() < s.empty_reference_fraction else texts[ref_id]
+    n = rng.randint(1, s.listwise_window)
+    relevant = [rng.random() < s.listwise_relevant_fraction for _ in range(n)]
+    candidates = [example_candidate(q, texts, doc_ids, r, ref_id, rng, s) for r in relevant]
+    return q.query, candidates, reference, [i for i, r in enumerate(relevant, start=1) if r]
 
 
 class JudgeExamples:
@@ -312,9 +372,11 @@ class JudgeExamples:
         template: PromptTemplate,
         data: list[tuple[list[LabelledQuery], dict[str, str]]],
         s: JudgeTrainSettings,
+        listwise_template: PromptTemplate | None = None,
     ):
         self.tok = tokenizer
         self.template = template
+        self.listwise_template = listwise_template
         self.s = s
         self.items = [(q, texts) for queries, texts in data for q in queries]
         if not self.items:
@@ -322,6 +384,8 @@ class JudgeExamples:
         self.doc_ids = [list(texts) for _, texts in data]
         self._doc_ids_of = {id(texts): ids for (_, texts), ids in zip(data, self.doc_ids)}
         self.rng = random.Random(s.seed)
+        self.listwise_rng = random.Random(f"listwise:{s.seed}")
+        """Listwise examples draw from their own stream, so adding them leaves the pointwise examples as they were."""
         self.answers = {
             label: tokenizer(format_scores(label, label), add_special_tokens=False)["input_ids"]
             + [tokenizer.eos_token_id]
@@ -336,7 +400,20 @@ class JudgeExamples:
         prompt = render_judge_prompt(self.template, question, candidate, reference, self.s.max_passage_words)
         return self.tok(prompt, add_special_tokens=True)["input_ids"], self.answers[2 if relevant else 0]
 
-    def batch(self, n: int) -> list[tuple[list[int], list[int]]]:
+    def listwise(self) -> tuple[list[int], list[int]]:
+        """One listwise example (needs ``listwise_template``)."""
+        if self.listwise_template is None:
+            raise ValueError("listwise examples need --listwise-prompt")
+        rng = self.listwise_rng
+        q, texts = self.items[rng.randrange(len(self.items))]
+        question, candidates, reference, relevant = listwise_example(q, texts, self._doc_ids_of[id(texts)], rng, self.s)
+        prompt = render_listwise_prompt(self.listwise_template, question, candidates, reference, self.s.max_passage_words)
+        answer = self.tok(format_listwise_answer(relevant), add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+        return self.tok(prompt, add_special_tokens=True)["input_ids"], answer
+
+    def batch(self, n: int, listwise: bool = False) -> list[tuple[list[int], list[int]]]:
+        if listwise:
+            return [self.listwise() for _ in range(n)]
         return [self.example(relevant=i % 2 == 0) for i in range(n)]
 
 
@@ -407,16 +484,28 @@ def finetune_judge(
     data_dirs: Sequence[str | os.PathLike],
     s: JudgeTrainSettings,
     markers: Any = None,
+    holdout: Sequence[str | os.PathLike] = (),
+    listwise_template: PromptTemplate | None = None,
 ) -> dict[str, Any]:
     """Short fine-tuning on judge-format examples from the training labels; returns a summary. With the
-    circuit's ``markers``, each must occur once in the prompts; only parameters with gradients train."""
+    circuit's ``markers``, each must occur once in the prompts; only parameters with gradients train.
+    ``holdout`` (one topics file per data directory, same order) leaves queries out; with
+    ``listwise_template``, ``s.listwise_steps`` listwise steps are spread among the judge steps."""
     import torch
     from tqdm import tqdm
 
-    data = [read_labelled(d) for d in data_dirs]
-    stream = JudgeExamples(tokenizer, template, data, s)
+    if holdout and len(holdout) != len(data_dirs):
+        raise ValueError(f"--holdout: give one file per --train directory ({len(data_dirs)}), got {len(holdout)}")
+    if s.listwise_steps and listwise_template is None:
+        raise ValueError("--listwise-steps needs --listwise-prompt (the listwise template the model learns)")
+    data = [read_labelled(d, h) for d, h in zip(data_dirs, holdout or [None] * len(data_dirs))]
+    stream = JudgeExamples(tokenizer, template, data, s, listwise_template)
     probe = [stream.example(True)[0] for _ in range(32)]
     longest = max(map(len, probe))
+    if s.listwise_steps:
+        saved = stream.listwise_rng.getstate()
+        longest = max(longest, *(len(stream.listwise()[0]) for _ in range(32)))
+        stream.listwise_rng.setstate(saved)
     if markers is not None:
         from boostmdr.demo.tiny_circuit import check_markers
 
@@ -439,10 +528,16 @@ def finetune_judge(
     start = time.monotonic()
     losses: list[float] = []
     step = 0
-    with tqdm(total=s.max_steps, desc="judge fine-tuning", unit="step") as bar:
-        while step < s.max_steps and (s.max_seconds is None or time.monotonic() - start < s.max_seconds):
+    total = s.max_steps + s.listwise_steps
+    listwise_done = 0
+    with tqdm(total=total, desc="judge fine-tuning", unit="step") as bar:
+        while step < total and (s.max_seconds is None or time.monotonic() - start < s.max_seconds):
+            # the listwise steps spread evenly: step k is listwise when it crosses a multiple of total / listwise
+            is_listwise = (step + 1) * s.listwise_steps // total > listwise_done
+            listwise_done += is_listwise
+            rng = stream.listwise_rng if is_listwise else stream.rng
             loss, lm_loss = answer_loss(
-                model, stream.batch(s.batch_size), tokenizer.pad_token_id, s.lm_positions, stream.rng
+                model, stream.batch(s.batch_size, listwise=is_listwise), tokenizer.pad_token_id, s.lm_positions, rng
             )
             opt.zero_grad(set_to_none=True)
             (loss + s.lm_weight * lm_loss).backward()
@@ -459,6 +554,8 @@ def finetune_judge(
     model.eval()
     return {
         "steps": step,
+        "listwise_steps_done": listwise_done,
+        "held_out_queries": [str(h) for h in holdout],
         "seconds": round(time.monotonic() - start, 1),
         "final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
         "train_queries": len(stream.items),
@@ -554,12 +651,17 @@ def build_tiny_lm(
     prompt: str | os.PathLike | None = None,
     train_dirs: Sequence[str | os.PathLike] = (),
     train_settings: JudgeTrainSettings = JudgeTrainSettings(),
+    holdout: Sequence[str | os.PathLike] = (),
+    listwise_prompt: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Build (and, given ``train_dirs``, judge-fine-tune) the tiny LM; writes ``out``; returns the summary."""
     seed_everything(settings.seed)
     template = load_judge_template(prompt) if prompt else None
+    listwise_template = load_listwise_template(listwise_prompt) if listwise_prompt else None
     extra = [template.text] if template else []
     extra += [format_scores(a, c) for a in (0, 1, 2) for c in (0, 1, 2)]
+    if listwise_template is not None:
+        extra += [listwise_template.text] + [format_listwise_answer(list(range(1, k))) for k in range(1, 12)]
     tokenizer = train_tokenizer(iter_texts(tokenizer_corpus), settings.vocab_size, extra)
     model, markers = build_model(tokenizer, settings, template)
     n_params = sum(p.numel() for p in model.parameters())
@@ -577,7 +679,9 @@ def build_tiny_lm(
     if train_dirs:
         if template is None:
             raise ValueError("--train needs --prompt (the judge template the model is fine-tuned on)")
-        info["judge_finetuning"] = finetune_judge(model, tokenizer, template, train_dirs, train_settings, markers)
+        info["judge_finetuning"] = finetune_judge(
+            model, tokenizer, template, train_dirs, train_settings, markers, holdout, listwise_template
+        )
         info["judge_finetuning"]["data"] = [str(d) for d in train_dirs]
         info["judge_finetuning"]["template_sha256"] = template.sha256
     save(model, tokenizer, out, info)
@@ -605,6 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default=None, help="judge prompt template (tokenizer text; required with --train)")
     p.add_argument("--task", choices=TASKS, default="judge", help="judge: judge fine-tuning; generator: LM warm-up")
     p.add_argument("--extra-text", nargs="*", default=[], help="generator: prompt templates for the tokenizer")
+    p.add_argument(
+        "--holdout", nargs="*", default=[],
+        help="topics files of queries to leave out of the fine-tuning, one per --train directory (same order)",
+    )
+    p.add_argument("--listwise-prompt", default=None, help="listwise judge template (with --listwise-steps)")
     p.add_argument("--out", required=True, help="output model directory (Hugging Face layout)")
     d, t = TinyLMSettings(), JudgeTrainSettings()
     p.add_argument("--vocab-size", type=int, default=d.vocab_size)
@@ -626,6 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-passage-words", type=int, default=t.max_passage_words, help="same value as judge --max-passage-words"
     )
+    p.add_argument("--listwise-steps", type=int, default=t.listwise_steps, help="extra steps on the listwise format")
+    p.add_argument("--listwise-window", type=int, default=t.listwise_window, help="most candidates in a listwise example")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--log", default=None)
@@ -648,11 +759,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         lr=args.lr,
         max_passage_words=args.max_passage_words,
         seed=args.seed,
+        listwise_steps=args.listwise_steps,
+        listwise_window=args.listwise_window,
     )
     if args.task == "generator":
         build_generator_lm(args.tokenizer_corpus, args.out, settings, args.extra_text, train_settings)
     else:
-        build_tiny_lm(args.tokenizer_corpus, args.out, settings, args.prompt, args.train, train_settings)
+        build_tiny_lm(
+            args.tokenizer_corpus, args.out, settings, args.prompt, args.train, train_settings, args.holdout,
+            args.listwise_prompt,
+        )
     return 0
 
 

@@ -11,6 +11,9 @@ A :class:`GenerationRequest` is one prompt and the list of samples wanted from i
   ``samples x prompt_tokens``;
 * ``generated_tokens``: new tokens over all samples.
 
+A request may carry a :class:`~boostmdr.llm.constraint.Constraint` (structured output): a backend enforces
+the kinds it lists in ``CONSTRAINTS`` and refuses the others before generating anything.
+
 Backends follow the provider pattern: a ``NAME``, an ``INSTALL_HINT`` naming what to install, a
 class method :meth:`Backend.is_available` that imports nothing heavy at module import time, and
 ``iter_generate`` that yields ``(index, result)`` as each request finishes, so a caller can commit
@@ -23,10 +26,13 @@ import abc
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from boostmdr.llm.constraint import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +68,12 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt and the samples wanted from it (all drawn from the same prompt)."""
+    """One prompt and the samples wanted from it (all drawn from the same prompt), optionally under a
+    structured-output ``constraint`` that every sample must satisfy."""
 
     prompt: str
     samples: tuple[SamplingSettings, ...]
+    constraint: Constraint | None = None
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -90,6 +98,8 @@ class Backend(abc.ABC):
     INSTALL_HINT: ClassVar[str]
     REQUIRES: ClassVar[tuple[str, ...]] = ()
     """Importable modules the backend needs; :meth:`is_available` checks them without importing them."""
+    CONSTRAINTS: ClassVar[tuple[str, ...]] = ()
+    """Structured-output kinds (:data:`boostmdr.llm.constraint.KINDS`) the backend enforces."""
 
     @classmethod
     def is_available(cls) -> bool:
@@ -113,6 +123,15 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         """Yield ``(index into requests, result)`` as each request finishes (any order)."""
+
+    def check_constraints(self, constraints: Iterable[Constraint | None]) -> None:
+        """Refuse, before any work, a constraint this backend cannot enforce (``None`` entries: free text)."""
+        for constraint in constraints:
+            if constraint is not None and constraint.kind not in self.CONSTRAINTS:
+                raise BackendError(
+                    f"{self.NAME} backend cannot enforce a {constraint.kind!r} constraint "
+                    f"(it enforces {list(self.CONSTRAINTS) or 'none'})"
+                )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """All results, in the order of ``requests``."""

@@ -2,8 +2,9 @@
 
 :func:`cache_key` hashes the backend, the model's identity (a content fingerprint for a local model
 directory, see :func:`boostmdr.llm.base.local_model_fingerprint`), the rendered prompt (template text and
-every value in it, after any truncation), temperature, top-p, the maximum number of new tokens and the
-seed. A rerun (another candidate depth, another fusion, another chunking) therefore generates only what it
+every value in it, after any truncation), temperature, top-p, the maximum number of new tokens, the
+seed and, for a structured-output request, its constraint (absent from the payload otherwise, so the keys
+of unconstrained generations are those of earlier releases). A rerun (another candidate depth, another fusion, another chunking) therefore generates only what it
 has not seen, and any change that could change an output misses the cache. :class:`GenerationCache` stores
 them, one file per job (see there).
 """
@@ -113,22 +114,29 @@ class GenerationCache:
 
 
 def cache_key(
-    backend: str, model_fingerprint: str, prompt: str, top_p: float, temperature: float, max_tokens: int, seed: int
+    backend: str,
+    model_fingerprint: str,
+    prompt: str,
+    top_p: float,
+    temperature: float,
+    max_tokens: int,
+    seed: int,
+    constraint: str | None = None,
 ) -> str:
     """Hash of everything that determines one generation (the rendered prompt carries the template text
-    and every value placed in it). The payload is versioned: a change to it bumps ``CACHE_KEY_VERSION``."""
-    payload = json.dumps(
-        {
-            "v": CACHE_KEY_VERSION,
-            "backend": backend,
-            "model": model_fingerprint,
-            "prompt": prompt,
-            "top_p": top_p,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "seed": seed,
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+    and every value placed in it; ``constraint`` is :meth:`boostmdr.llm.constraint.Constraint.key` of a
+    structured-output request). The payload is versioned: a change to it bumps ``CACHE_KEY_VERSION``."""
+    fields: dict[str, object] = {
+        "v": CACHE_KEY_VERSION,
+        "backend": backend,
+        "model": model_fingerprint,
+        "prompt": prompt,
+        "top_p": top_p,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "seed": seed,
+    }
+    if constraint is not None:
+        fields["constraint"] = constraint
+    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -7,6 +7,11 @@
   ``n`` parameter shares one setting (``transformers serve`` ignores ``n`` anyway). A server with
   prefix caching (vLLM) prefills the shared prompt once; otherwise each sample pays a prefill, which the
   token accounting shows (``prefilled_tokens`` = prompt tokens minus what the server reports cached).
+* **Structured output**: a request's JSON-schema constraint (:mod:`boostmdr.llm.constraint`) is sent as the
+  OpenAI-compatible ``response_format`` ``{"type": "json_schema", "json_schema": {"name", "schema",
+  "strict": true}}`` (vLLM's server and hosted APIs honour it; ``transformers serve`` refuses the field on
+  ``/v1/completions`` with HTTP 422 and ignores it on ``/v1/chat/completions``). Choice and regex
+  constraints have no OpenAI-compatible field and are refused.
 * **Key**: read from the environment variable NAMED by ``api_key_env`` (default ``OPENAI_API_KEY``)
   when the backend is built; it may be absent for a local server. It is sent only in the
   ``Authorization`` header, never logged, never part of :meth:`describe` or any output.
@@ -34,7 +39,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from boostmdr.llm.base import Backend, BackendError, GenerationRequest, GenerationResult, SamplingSettings
+from boostmdr.llm.base import (
+    Backend,
+    BackendError,
+    GenerationRequest,
+    GenerationResult,
+    SamplingSettings,
+)
+from boostmdr.llm.constraint import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +58,7 @@ class HTTPBackend(Backend):
     NAME = "http"
     INSTALL_HINT = "pip install httpx (in the project's environment: `make install`)"
     REQUIRES = ("httpx",)
+    CONSTRAINTS = ("json",)
 
     def __init__(
         self,
@@ -126,10 +139,15 @@ class HTTPBackend(Backend):
 
     # -------------------------------------------------------------------------------------- requests
 
-    def payload(self, prompt: str, s: SamplingSettings) -> dict[str, Any]:
+    def payload(self, prompt: str, s: SamplingSettings, constraint: Constraint | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self._model, "max_tokens": s.max_tokens, "temperature": s.temperature, "top_p": s.top_p}
         if self.send_seed:
             body["seed"] = s.seed
+        if constraint is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": constraint.schema, "strict": True},
+            }
         if self.endpoint == "chat":
             body["messages"] = [{"role": "user", "content": prompt}]
         else:
@@ -171,9 +189,9 @@ class HTTPBackend(Backend):
             time.sleep(delay)
             attempt += 1
 
-    def _sample(self, prompt: str, s: SamplingSettings) -> tuple[str, int, int, int]:
+    def _sample(self, prompt: str, s: SamplingSettings, constraint: Constraint | None = None) -> tuple[str, int, int, int]:
         """One sample: (text, prompt tokens, cached prompt tokens, generated tokens)."""
-        data = self._post(self.payload(prompt, s))
+        data = self._post(self.payload(prompt, s, constraint))
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] if self.endpoint == "chat" else choice["text"]
@@ -186,12 +204,13 @@ class HTTPBackend(Backend):
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         if self._closed:
             raise BackendError("http backend is closed")
+        self.check_constraints(req.constraint for req in requests)
         pending: dict[Future, tuple[int, int]] = {}
         parts: list[list[tuple[str, int, int, int] | None]] = [[None] * len(r.samples) for r in requests]
         left = [len(r.samples) for r in requests]
         for i, req in enumerate(requests):
             for j, s in enumerate(req.samples):
-                pending[self._pool.submit(self._sample, req.prompt, s)] = (i, j)
+                pending[self._pool.submit(self._sample, req.prompt, s, req.constraint)] = (i, j)
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -29,6 +29,12 @@ tensor operations. A sample is reproducible from its seed for a given batch comp
 composition changes the logits in their last float bits only (tested: within 1e-4, same texts on the
 test model), which can flip a draw only at a near-tie.
 
+Structured output: a request with a ``choice`` constraint (:mod:`boostmdr.llm.constraint`) is decoded
+under it. Each choice is tokenised on its own into a :class:`~boostmdr.llm.constraint.ChoiceTrie`; at every
+step the row's logits outside the trie's next tokens are set to minus infinity (so temperature and top-p
+act on the allowed tokens only), and the row ends as soon as it has written a whole choice. Other kinds
+(regex, JSON schema) are refused: they need a grammar engine such as vLLM's.
+
 Prompts are batched together only when they share at least their first token (always the case with a
 BOS token or a common template), so every padding slot attends to a shared key: a query that attends to
 no key at all makes SDPA return NaN on some GPUs, and the NaN spreads through ``0 * NaN``.
@@ -68,6 +74,7 @@ from boostmdr.llm.base import (
     common_prefix_length,
     local_model_fingerprint,
 )
+from boostmdr.llm.constraint import ChoiceTrie, Constraint
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,9 @@ class _Row:
     settings: SamplingSettings
     generator: Any
     tokens: list[int] = field(default_factory=list)
+    trie: ChoiceTrie | None = None
+    """The request's choice constraint, if any; ``node`` is where the row's tokens have led in it."""
+    node: int = 0
 
 
 @dataclass
@@ -109,6 +119,7 @@ class TransformersBackend(Backend):
     NAME = "transformers"
     INSTALL_HINT = "pip install torch transformers (both are in the project's environment: `make install`)"
     REQUIRES = ("torch", "transformers")
+    CONSTRAINTS = ("choice",)
 
     def __init__(
         self,
@@ -155,6 +166,7 @@ class TransformersBackend(Backend):
         self._fingerprint = local_model_fingerprint(self._model_name)
         if self.adapter:
             self._fingerprint = f"{self._fingerprint}+adapter:{local_model_fingerprint(self.adapter)}"
+        self._tries: dict[Constraint, ChoiceTrie] = {}
         self.stats: Counter[str] = Counter()
         """prefill_calls, prefilled_tokens, reused_prefix_tokens, padding_tokens, decode_calls, generated_tokens."""
 
@@ -181,6 +193,7 @@ class TransformersBackend(Backend):
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         # every prompt is checked before any is computed: a prompt over the context fails the call at once
+        self.check_constraints(req.constraint for req in requests)
         prompts = [self._encode_checked(req) for req in requests]
         for batch in self._micro_batches(requests, prompts):
             yield from self._generate_batch(batch, [requests[i] for i in batch], [prompts[i] for i in batch])
@@ -188,11 +201,27 @@ class TransformersBackend(Backend):
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
 
+    def _trie(self, constraint: Constraint | None) -> ChoiceTrie | None:
+        """The token trie of a choice constraint (built once per distinct constraint)."""
+        if constraint is None:
+            return None
+        if constraint not in self._tries:
+            self._tries[constraint] = ChoiceTrie(
+                [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in constraint.value]
+            )
+        return self._tries[constraint]
+
     def _encode_checked(self, req: GenerationRequest) -> list[int]:
         ids = self.encode(req.prompt)
         if not ids:
             raise BackendError("empty prompt: the tokenizer adds no BOS token, so there is nothing to condition on")
         longest = max(s.max_tokens for s in req.samples)
+        trie = self._trie(req.constraint)
+        if trie is not None and trie.longest > min(s.max_tokens for s in req.samples):
+            raise BackendError(
+                f"structured output: the longest allowed answer is {trie.longest} tokens but a sample may write only "
+                f"{min(s.max_tokens for s in req.samples)}: raise the judge's --max-new-tokens"
+            )
         if self.max_positions is not None and len(ids) + longest > self.max_positions:
             raise BackendError(
                 f"prompt of {len(ids)} tokens + max_tokens {longest} exceeds the model's context "
@@ -232,7 +261,10 @@ class TransformersBackend(Backend):
         thread-local and would otherwise stay on in the caller's code."""
         torch = self._torch
         rows = [
-            _Row(j, s, settings, torch.Generator(device=self.device).manual_seed(int(settings.seed)))
+            _Row(
+                j, s, settings, torch.Generator(device=self.device).manual_seed(int(settings.seed)),
+                trie=self._trie(req.constraint),
+            )
             for j, req in enumerate(requests)
             for s, settings in enumerate(req.samples)
         ]
@@ -248,11 +280,19 @@ class TransformersBackend(Backend):
         unfinished = [len(req.samples) for req in requests]
         while True:
             with torch.inference_mode():
+                if any(row.trie is not None for row in rows):
+                    logits = _restrict_to_choices(logits, rows, torch)
                 next_tokens = _sample_tokens(logits, rows, torch)
             keep: list[int] = []
             done: list[int] = []
             for j, (row, token) in enumerate(zip(rows, next_tokens)):
-                if token not in self.eos_ids:
+                if row.trie is not None:  # constrained: never EOS; ends with a whole choice
+                    row.tokens.append(token)
+                    row.node = row.trie.step(row.node, token)
+                    if not row.trie.complete(row.node) and len(row.tokens) < row.settings.max_tokens:
+                        keep.append(j)
+                        continue
+                elif token not in self.eos_ids:
                     row.tokens.append(token)
                     if len(row.tokens) < row.settings.max_tokens:
                         keep.append(j)
@@ -381,6 +421,18 @@ def _merge_adapter(model: Any, adapter: str) -> Any:
         return PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (OSError, ValueError) as err:
         raise BackendError(f"transformers backend: cannot load the LoRA adapter {adapter!r} ({err})") from err
+def _restrict_to_choices(logits: Any, rows: Sequence[_Row], torch: Any) -> Any:
+    """``logits`` with every token that does not continue a constrained row's choices set to minus infinity
+    (unconstrained rows unchanged)."""
+    out = logits.clone()
+    for j, row in enumerate(rows):
+        if row.trie is None:
+            continue
+        allowed = torch.tensor(row.trie.allowed(row.node), device=logits.device)
+        kept = logits[j, allowed]
+        out[j] = float("-inf")
+        out[j, allowed] = kept
+    return out
 
 
 def _sample_tokens(logits: Any, rows: Sequence[_Row], torch: Any) -> list[int]:

@@ -15,6 +15,9 @@ never in the CPU venv; this module imports it only when the backend is built.
 * **LoRA adapters**: with ``adapter`` (a PEFT adapter directory, e.g. stage 2's MIFT adapter) the engine
   starts with ``enable_lora`` and every request carries a ``LoRARequest`` for it (rank read from the
   adapter's ``adapter_config.json``); the cache fingerprint covers the adapter.
+* **Structured output**: a request's constraint (:mod:`boostmdr.llm.constraint`: choice, regex or JSON
+  schema) becomes ``SamplingParams(structured_outputs=StructuredOutputsParams(choice=... | regex=... |
+  json=...))`` on each of its samples (vLLM >= 0.12 names it so; the ``guided_*`` fields are gone).
 * **Parallelism**: ``tensor_parallel_size`` GPUs per model (70B-class judges need 4-8 A100s);
   ``gpu_memory_utilization`` and ``max_model_len`` bound the KV cache.
 """
@@ -25,7 +28,14 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from boostmdr.llm.base import Backend, GenerationRequest, GenerationResult, SamplingSettings, local_model_fingerprint
+from boostmdr.llm.base import (
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    SamplingSettings,
+    local_model_fingerprint,
+)
+from boostmdr.llm.constraint import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +43,17 @@ log = logging.getLogger(__name__)
 def sampling_kwargs(s: SamplingSettings) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams`` for one sample."""
     return {"n": 1, "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens, "seed": s.seed}
+
+
+def structured_outputs_kwargs(constraint: Constraint | None) -> dict[str, Any] | None:
+    """Keyword arguments of ``vllm.sampling_params.StructuredOutputsParams`` for a constraint (``None``: free text)."""
+    if constraint is None:
+        return None
+    if constraint.kind == "choice":
+        return {"choice": list(constraint.value)}
+    if constraint.kind == "regex":
+        return {"regex": constraint.value}
+    return {"json": constraint.schema}
 
 
 def flatten(requests: Sequence[GenerationRequest]) -> tuple[list[str], list[SamplingSettings], list[tuple[int, int]]]:
@@ -46,6 +67,20 @@ def flatten(requests: Sequence[GenerationRequest]) -> tuple[list[str], list[Samp
             settings.append(s)
             owners.append((i, j))
     return prompts, settings, owners
+
+
+def request_params(requests: Sequence[GenerationRequest]) -> list[dict[str, Any]]:
+    """One ``SamplingParams`` keyword dict per entry of :func:`flatten`; a constrained request's entries
+    carry ``structured_outputs`` as the keyword dict of ``StructuredOutputsParams``."""
+    out = []
+    for req in requests:
+        structured = structured_outputs_kwargs(req.constraint)
+        for s in req.samples:
+            kw = sampling_kwargs(s)
+            if structured is not None:
+                kw["structured_outputs"] = structured
+            out.append(kw)
+    return out
 
 
 def assemble(
@@ -82,6 +117,7 @@ class VLLMBackend(Backend):
         ".venv-vllm/bin/pip install --no-deps -e .), or use --backend transformers / --backend http"
     )
     REQUIRES = ("vllm",)
+    CONSTRAINTS = ("choice", "regex", "json")
 
     def __init__(
         self,
@@ -138,8 +174,15 @@ class VLLMBackend(Backend):
         return {**super().describe(), "tensor_parallel_size": self.tensor_parallel_size, "prefix_caching": True, **extra}
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
-        prompts, settings, owners = flatten(requests)
-        params = [self._SamplingParams(**sampling_kwargs(s)) for s in settings]
+        self.check_constraints(req.constraint for req in requests)
+        prompts, _, owners = flatten(requests)
+        params = []
+        for kw in request_params(requests):
+            if "structured_outputs" in kw:
+                from vllm.sampling_params import StructuredOutputsParams
+
+                kw = {**kw, "structured_outputs": StructuredOutputsParams(**kw["structured_outputs"])}
+            params.append(self._SamplingParams(**kw))
         outs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False, lora_request=self._lora)
         per_sample = [
             (
