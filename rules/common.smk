@@ -620,7 +620,7 @@ def negatives_file(variant_name, lang):
     neg = VARIANTS[variant_name]["negatives"]
     if neg["method"] == "miner":
         return miner_negatives(config["mining"]["retriever"], neg["miner"], lang)
-    if neg["method"] == "stage1" or not neg["generation"]:  # 'ours' without stage 2 ("w/o stage 2"): the stage-1 pool
+    if neg["method"] == "stage1":
         judge = neg["judge"] or "none"
         return pool_file(neg["ensemble"], judge, neg["reference"], keep_tag(neg["keep_verdicts"]), lang)
     return stage2_negatives_file(variant_name, lang)
