@@ -1,4 +1,5 @@
-# The five hard-negative mining baselines (paper section 4.1, appendix B.3) on the mining retriever's candidates.
+# The five hard-negative mining baselines (paper section 4.1, appendix B.3) on the mining retriever's candidates, and
+# the mixed miner of the mined-share sweep (a share mined, the rest drawn at random from the language's corpus).
 
 
 rule mine:
@@ -6,6 +7,7 @@ rule mine:
         candidates=candidate_run("{backbone}", "{lang}"),
         positives=positive_scores_file("{backbone}", "{lang}"),
         train=data("{lang}", "train.jsonl"),
+        corpus=get_mine_corpus,
     output:
         miner_negatives("{backbone}", "{miner}", "{lang}"),
     wildcard_constraints:
@@ -14,6 +16,7 @@ rule mine:
         method=lambda wc: config["miners"][wc.miner]["method"],
         settings=get_miner_flags,
         num_negatives=config["mining"]["num_negatives"],
+        corpus=get_mine_corpus_flag,
     log:
         log_file("mine", "{backbone}/{miner}/{lang}"),
     benchmark:
@@ -23,4 +26,4 @@ rule mine:
     shell:
         "python -m boostmdr.miners --method {params.method} {params.settings} --candidates {input.candidates}"
         " --positive-scores {input.positives} --train {input.train} --lang {wildcards.lang}"
-        " --num-negatives {params.num_negatives} --out {output} --log {log}"
+        " --num-negatives {params.num_negatives} {params.corpus} --out {output} --log {log}"

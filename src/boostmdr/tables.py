@@ -210,10 +210,12 @@ def averaged_columns(languages: Sequence[str], averages: Averages | None) -> lis
 def language_table(rows: Sequence[Mapping], languages: Sequence[str], measure: str, scores: Scores,
                    title: str = "", averages: Averages | None = None,
                    tests: Mapping[tuple[str, str], Mapping[str, CellTest]] | None = None,
-                   alpha: float = DEFAULT_ALPHA, highlight_mode: str = DEFAULT_HIGHLIGHT) -> Table:
+                   alpha: float = DEFAULT_ALPHA, highlight_mode: str = DEFAULT_HIGHLIGHT,
+                   against: str | None = None) -> Table:
     """Rows = systems, columns the averages (default ``Avg`` over every language) then each language
-    (percent, one decimal). ``tests`` (from :func:`significance_tests`) adds the daggers and the CSV's
-    p-value columns; ``highlight_mode`` (one of :data:`HIGHLIGHTS`) the bold and underlined cells."""
+    (percent, one decimal). ``tests`` (from :func:`significance_tests` against the variant ``against``) adds
+    the daggers and the CSV's p-value columns (also when no row is built to test yet); ``highlight_mode``
+    (one of :data:`HIGHLIGHTS`) the bold and underlined cells."""
     if not languages:
         raise TableError("a table needs at least one language")
     avgs = averaged_columns(languages, averages)
@@ -248,7 +250,8 @@ def language_table(rows: Sequence[Mapping], languages: Sequence[str], measure: s
     if tests is not None:
         table = replace(table, extra_columns=("compared with", *[f"p {c}" for c in columns]))
         notes.append(f"{DAGGER}: significant improvement over the compared row (the same backbone's "
-                     f"{_compared_variants(tests)}), two-sided paired t-test over queries, p < {alpha:g}.")
+                     f"{against or _compared_variants(tests)} row), two-sided paired t-test over queries, "
+                     f"p < {alpha:g}.")
     table = highlight(table, highlight_mode)
     notes += highlight_notes(highlight_mode, table.group)
     return replace(table, notes=tuple(notes))
@@ -271,7 +274,7 @@ def _baseline_key(row: RowSpec, row_tests: Mapping[str, CellTest]) -> RowSpec:
 
 def _compared_variants(tests: Mapping[tuple[str, str], Mapping[str, CellTest]]) -> str:
     names = sorted({t.against for row in tests.values() for t in row.values()})
-    return " / ".join(names) + " row" if names else "baseline row"
+    return " / ".join(names) if names else "baseline"
 
 
 def _improves(test: CellTest | None, cell_difference: float, alpha: float) -> bool:
@@ -552,12 +555,12 @@ HTML_STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5em; color: #111; }
 table.boostmdr { border-collapse: collapse; margin: 0.5em 0 1.5em; font-variant-numeric: tabular-nums; }
 table.boostmdr caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.4em; }
-table.boostmdr th, table.boostmdr td { padding: 0.2em 0.7em; }
+table.boostmdr th, table.boostmdr td { padding: 0.2em 0.7em; white-space: nowrap; }
 table.boostmdr thead th { border-top: 2px solid #111; border-bottom: 1px solid #111; }
 table.boostmdr tbody tr:last-child td { border-bottom: 2px solid #111; }
 table.boostmdr tr.group-start td { border-top: 1px solid #999; }
 table.boostmdr .num { text-align: right; }
-table.boostmdr .pending { color: #666; font-style: italic; }
+table.boostmdr .pending { color: #666; font-style: italic; white-space: normal; }
 p.note { font-size: 0.9em; color: #333; margin: 0.2em 0; }
 """.strip()
 
@@ -734,7 +737,8 @@ def write_results_table(smk: Any) -> None:
             tests = (significance_tests(rows, languages, measure, evals, significance["against"], averages)
                      if significance else None)
             parts.append(language_table(rows, languages, measure, scores, title=title, averages=averages,
-                                        tests=tests, alpha=alpha, highlight_mode=highlight_mode))
+                                        tests=tests, alpha=alpha, highlight_mode=highlight_mode,
+                                        against=significance.get("against")))
         table = parts[0] if len(parts) == 1 else stack_measures(parts, [measure_label(m) for m in measures])
     write_table(table, flat_files(smk.output))
 
