@@ -384,25 +384,22 @@ def bm25_analyzer(lang):
 # -------------------------------------------------------------------------------------------- miners
 
 
-def get_miner_flags(wildcards):
+def get_miner_flags(wildcards, input):
+    """The miner's settings as CLI flags; the mixed miner also names the corpus it draws random negatives from."""
     spec = config["miners"][wildcards.miner]
     flags = {
         "shifted_topk": f"--shift {spec['shift']}",
         "topk_abs": f"--max-score {spec['max_score']}",
         "topk_margin_pos": f"--margin {spec['margin']}",
         "topk_perc_pos": f"--percentage {spec['percentage']}",
-        "mixed": f"--mined-share {spec.get('mined_share', 1.0)} --seed {spec.get('seed', 0)}",
+        "mixed": f"--mined-share {spec.get('mined_share', 1.0)} --seed {spec.get('seed', 0)} --corpus {input.corpus}",
     }
     return flags.get(spec["method"], "")
 
 
 def get_mine_corpus(wildcards):
-    """The language's corpus, for a miner that draws random negatives from it (mixed)."""
+    """The language's corpus, for a miner that draws random negatives from it (mixed); no input for the others."""
     return [data(wildcards.lang, "corpus.jsonl")] if config["miners"][wildcards.miner]["method"] == "mixed" else []
-
-
-def get_mine_corpus_flag(wildcards, input):
-    return f"--corpus {input.corpus}" if input.corpus else ""
 
 
 # ---------------------------------------------------------------------------------------------- LLMs

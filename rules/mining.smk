@@ -16,7 +16,6 @@ rule mine:
         method=lambda wc: config["miners"][wc.miner]["method"],
         settings=get_miner_flags,
         num_negatives=config["mining"]["num_negatives"],
-        corpus=get_mine_corpus_flag,
     log:
         log_file("mine", "{backbone}/{miner}/{lang}"),
     benchmark:
@@ -26,4 +25,4 @@ rule mine:
     shell:
         "python -m boostmdr.miners --method {params.method} {params.settings} --candidates {input.candidates}"
         " --positive-scores {input.positives} --train {input.train} --lang {wildcards.lang}"
-        " --num-negatives {params.num_negatives} {params.corpus} --out {output} --log {log}"
+        " --num-negatives {params.num_negatives} --out {output} --log {log}"
