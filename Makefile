@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast bench gpu-check dryrun-paper lint clean
+.PHONY: install demo report test test-fast bench gpu-check dryrun-paper lint clean
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ $(STAMP): requirements/cpu.lock requirements/constraints-cpu.txt pyproject.toml
 
 demo: $(STAMP)
 	snakemake --cores $(CORES) demo
+
+# Everything the config defines, what it cost, and the HTML report of it all (results/report.html).
+report: $(STAMP)
+	snakemake --cores $(CORES)
+	snakemake --cores $(CORES) results/tables/cost.md
+	snakemake --report results/report.html all results/tables/cost.md
 
 test: $(STAMP)
 	pytest -v tests

@@ -2,6 +2,7 @@
 #
 #   snakemake --cores 2                                   embedded default (synthetic benchmark, tiny models)
 #   snakemake --cores 2 results/tables/table1.md          one table and exactly the jobs it needs
+#   snakemake --report results/report.html                every table, figure and the config, for a reader
 #   snakemake --configfile config/miracl.yaml --profile profiles/slurm      the paper, on a SLURM cluster
 #
 # Stages (one file each under rules/):
@@ -15,6 +16,8 @@
 #   stage3     topics of the training queries (fastText), batch manifests with negative weights per variant
 #   train      contrastive fine-tuning of each backbone per variant, replaying its batch manifest -> checkpoints
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
+#   annotation human validation of the judge: annotation sheets, Table 12 from the filled ones
+#   report     tables drawn as figures, the configuration page; `snakemake --report results/report.html`
 #   demo       the synthetic benchmark and the tiny local models of the embedded default (only when used)
 
 from snakemake.utils import min_version
@@ -23,6 +26,9 @@ min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
@@ -35,6 +41,8 @@ include: "rules/stage2.smk"
 include: "rules/stage3.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/annotation.smk"
+include: "rules/report.smk"
 
 
 if USES_DEMO:

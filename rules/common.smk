@@ -24,6 +24,7 @@ import shlex
 import yaml
 from snakemake.utils import validate
 
+from boostmdr.evaluate import MEASURES as EVAL_MEASURES
 from boostmdr.config import (
     ConfigError,
     check_env_names,
@@ -432,15 +433,22 @@ def bm25_analyzer(lang):
 # -------------------------------------------------------------------------------------------- miners
 
 
-def get_miner_flags(wildcards):
+def get_miner_flags(wildcards, input):
+    """The miner's settings as CLI flags; the mixed miner also names the corpus it draws random negatives from."""
     spec = config["miners"][wildcards.miner]
     flags = {
         "shifted_topk": f"--shift {spec['shift']}",
         "topk_abs": f"--max-score {spec['max_score']}",
         "topk_margin_pos": f"--margin {spec['margin']}",
         "topk_perc_pos": f"--percentage {spec['percentage']}",
+        "mixed": f"--mined-share {spec.get('mined_share', 1.0)} --seed {spec.get('seed', 0)} --corpus {input.corpus}",
     }
     return flags.get(spec["method"], "")
+
+
+def get_mine_corpus(wildcards):
+    """The language's corpus, for a miner that draws random negatives from it (mixed); no input for the others."""
+    return [data(wildcards.lang, "corpus.jsonl")] if config["miners"][wildcards.miner]["method"] == "mixed" else []
 
 
 # ---------------------------------------------------------------------------------------------- LLMs
@@ -686,8 +694,23 @@ def table_rows(table):
                 "group": config["backbones"][row["group"]]["label"] if row.get("group") else None,
                 "pending": f"not yet built: {', '.join(STAGE_NAMES[s] for s in missing)}" if missing else None,
             }
+            | ({"x": row["x"]} if "x" in row else {})
         )
     return rows
+
+
+def table_eval_keys(table):
+    """(backbone, variant) of every eval file a table reads: its built rows and, with ``significance``, the row
+    each of them is tested against (the same backbone's ``against`` variant)."""
+    against = (config["tables"][table].get("significance") or {}).get("against")
+    keys = {}
+    for r in table_rows(table):
+        if r["pending"]:
+            continue
+        keys[(r["backbone"], r["variant"])] = True
+        if against:
+            keys[(r["backbone"], against)] = True
+    return list(keys)
 
 
 def table_layout(table):
@@ -700,12 +723,7 @@ def get_table_inputs(wildcards):
         return [topic_file(lang) for lang in LANGS]
     if layout == "batches":
         return list(get_table_row_files(wildcards).values())
-    return [
-        eval_file(r["backbone"], r["variant"], lang)
-        for r in table_rows(wildcards.table)
-        if not r["pending"]
-        for lang in LANGS
-    ]
+    return [eval_file(backbone, variant, lang) for backbone, variant in table_eval_keys(wildcards.table) for lang in LANGS]
 
 
 def get_table_layout(wildcards):
@@ -737,6 +755,33 @@ def get_table_metric(wildcards):
 
 def get_table_rows(wildcards):
     return table_rows(wildcards.table)
+
+
+def get_table_marks(wildcards):
+    """The paper's marks of a table: significance (against which variant, alpha) and highlight mode."""
+    spec = config["tables"][wildcards.table]
+    significance = spec.get("significance") or {}
+    return {
+        "significance": {"against": significance["against"], "alpha": significance.get("alpha", 0.05)} if significance else {},
+        "highlight": spec.get("highlight", "none"),
+    }
+
+
+def get_table_averages(wildcards):
+    """Averaged columns: Avg over every language, then (split_low_resource) the low-resource languages apart."""
+    if not config["tables"][wildcards.table].get("split_low_resource"):
+        return [["Avg", LANGS]]
+    return [["Avg", LANGS], ["Avg low-resource", LOW_RESOURCE], ["Avg other", [l for l in LANGS if l not in LOW_RESOURCE]]]
+
+
+def get_table_labels(wildcards):
+    """How the report lists a table: its name and its title."""
+    return {"table": wildcards.table, "title": config["tables"][wildcards.table]["title"]}
+
+
+def get_table_section(wildcards):
+    """The report's subcategory of a table (its family: main results, hard-negative construction, ...)."""
+    return config["tables"][wildcards.table].get("section", "Results")
 
 
 def get_benchmark_files(wildcards):
@@ -1128,7 +1173,114 @@ def get_final_targets():
         + get_stage1_targets()
         + get_stage2_targets()
         + get_judging_targets()
+        + get_annotation_targets()
+        + get_figure_targets()
+        + [config_page_file()]
     )
+
+
+# ------------------------------------------------- low-resource languages, annotation kit, figures, report
+
+# Languages whose averages the split tables print apart (config low_resource_languages, a property of language codes:
+# those not run are ignored, so an overlay that runs fewer languages need not repeat the list).
+LOW_RESOURCE = [lang for lang in LANGS if lang in config.get("low_resource_languages", [])]
+ANNOTATION = config.get("annotation", {})
+
+
+def _check_report_config():
+    """What the schema cannot say about table marks, the low-resource list, the annotation kit and figures."""
+    for name, spec in config["tables"].items():
+        against = (spec.get("significance") or {}).get("against")
+        if against is not None and against not in VARIANTS:
+            raise ConfigError(f"tables.{name}.significance.against: {against!r} is not a variant; choose one of {sorted(VARIANTS)}")
+        if spec.get("split_low_resource") and not 0 < len(LOW_RESOURCE) < len(LANGS):
+            raise ConfigError(
+                f"tables.{name}.split_low_resource: needs low_resource_languages to name some, not all, of {LANGS} "
+                f"(now {LOW_RESOURCE})"
+            )
+        rows = _table_rows_raw(spec)
+        if spec.get("figure") and not all("x" in row for row in rows):
+            raise ConfigError(f"tables.{name}.figure: every row needs an x value (the figure's horizontal axis)")
+
+
+def annotation_languages():
+    """The languages annotated: those of ``languages`` that annotation.languages names (all when it is null), so an
+    overlay that runs fewer languages need not repeat the list."""
+    chosen = ANNOTATION.get("languages")
+    return [lang for lang in LANGS if chosen is None or lang in chosen]
+
+
+def annotation_file(lang, kind):
+    """The annotation kit of one language: sheet.tsv and sheet.html (for the annotators), key.tsv (not for them)."""
+    return f"results/annotation/{lang}.{kind}"
+
+
+def get_annotation_verdicts(wildcards):
+    ensemble, judge, reference = main_stage1()
+    return verdict_files(ensemble, judge, reference, wildcards.lang)
+
+
+def annotation_settings():
+    """Everything that changes a sheet: the pool's keep set (what the judge removed), sample size, seed, which side."""
+    return {
+        "keep": ",".join(str(k) for k in sorted(VARIANTS["full"]["negatives"]["keep_verdicts"])),
+        "per_language": ANNOTATION.get("per_language", 100),
+        "seed": ANNOTATION.get("seed", 0),
+        "sample": ANNOTATION.get("sample", "removed"),
+    }
+
+
+def get_annotation_params(wildcards):
+    return annotation_settings()
+
+
+def filled_sheets_dir():
+    return ANNOTATION.get("filled_dir", "annotations/filled")
+
+
+def get_filled_sheets(wildcards):
+    """Every filled sheet the annotators returned (one TSV per annotator, or per annotator and language)."""
+    import glob
+
+    return sorted(glob.glob(os.path.join(filled_sheets_dir(), "*.tsv")))
+
+
+def get_annotation_targets():
+    """Table 12: built wherever stage 1 is (pending rows until filled sheets exist)."""
+    if "stage1" not in BUILT_STAGES or main_stage1()[1] is None or not annotation_languages():
+        return []
+    return [table_file("table12", "md")]
+
+
+def figure_file(name, ext):
+    return f"results/figures/{name}.{ext}"
+
+
+def figure_tables():
+    """Tables drawn as a figure as well (a table entry with ``figure``): one line per group and averaged column."""
+    return [name for name, spec in config["tables"].items() if spec.get("figure")]
+
+
+def get_figure_targets():
+    # Figure 3 (pool size N) joins here once its table entry has a ``figure``; every figure target is in the report.
+    return [figure_file(name, "png") for name in figure_tables()]
+
+
+def get_figure_params(wildcards):
+    spec = config["tables"][wildcards.table]
+    return {"x_label": spec["figure"].get("x_label", "x"), "title": spec["title"]}
+
+
+def config_page_file():
+    return "results/report/config.html"
+
+
+def get_config_page_params(wildcards):
+    """The configuration this run uses (overlays merged, removals applied), as Snakemake holds it."""
+    return {"config": copy.deepcopy(dict(config)), "removed": sorted(REMOVED_BY_OVERLAY)}
+
+
+_check_report_config()
 
 
 _check_config()

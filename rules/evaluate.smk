@@ -1,5 +1,6 @@
-# Evaluation with trec_eval's semantics (-c; nDCG@10 and Recall@100, every query kept), the results tables, and the
-# compute-cost tables.
+# Evaluation with trec_eval's semantics (-c; nDCG@10, Recall@100 and MRR@10, every query kept), the results tables
+# (with the paper's marks where the config asks for them), and the compute-cost tables. Every table is also written
+# as HTML and marked for `snakemake --report` (captions in report/).
 
 
 rule evaluate:
@@ -8,6 +9,8 @@ rule evaluate:
         qrels=data("{lang}", "dev.qrels.tsv"),
     output:
         eval_file("{backbone}", "{variant}", "{lang}"),
+    params:
+        measures=" ".join(EVAL_MEASURES),
     log:
         log_file("evaluate", "{backbone}/{variant}/{lang}"),
     benchmark:
@@ -15,7 +18,8 @@ rule evaluate:
     conda:
         conda_env("cpu")
     shell:
-        "python -m boostmdr.evaluate --qrels {input.qrels} --run {input.run} --out {output} --log {log}"
+        "python -m boostmdr.evaluate --qrels {input.qrels} --run {input.run} --measures {params.measures}"
+        " --out {output} --log {log}"
 
 
 rule table:
@@ -25,6 +29,13 @@ rule table:
         md=table_file("{table}", "md"),
         csv=table_file("{table}", "csv"),
         tex=table_file("{table}", "tex"),
+        html=report(
+            table_file("{table}", "html"),
+            caption="../report/table.rst",
+            category="Results tables",
+            subcategory=get_table_section,
+            labels=get_table_labels,
+        ),
     params:
         title=get_table_title,
         layout=get_table_layout,
@@ -33,6 +44,9 @@ rule table:
         rows=get_table_rows,
         topics=get_table_topics,
         row_files=get_table_row_files,
+        averages=get_table_averages,
+        significance=lambda wc: get_table_marks(wc)["significance"],
+        highlight=lambda wc: get_table_marks(wc)["highlight"],
     log:
         log_file("table", "{table}"),
     localrule: True
@@ -48,7 +62,8 @@ rule cost_table:
     input:
         get_benchmark_files,
     output:
-        table_file("cost", "md"),
+        md=table_file("cost", "md"),
+        html=report(table_file("cost", "html"), caption="../report/cost.rst", category="Cost", labels={"table": "cost"}),
     params:
         patterns=get_benchmark_patterns,
         stages=get_rule_stages,

@@ -1,4 +1,5 @@
-# The five hard-negative mining baselines (paper section 4.1, appendix B.3) on the mining retriever's candidates.
+# The five hard-negative mining baselines (paper section 4.1, appendix B.3) on the mining retriever's candidates, and
+# the mixed miner of the mined-share sweep (a share mined, the rest drawn at random from the language's corpus).
 
 
 rule mine:
@@ -6,6 +7,7 @@ rule mine:
         candidates=candidate_run("{backbone}", "train", "{lang}"),
         positives=positive_scores_file("{backbone}", "train", "{lang}"),
         train=data("{lang}", "train.jsonl"),
+        corpus=get_mine_corpus,
     output:
         miner_negatives("{backbone}", "{miner}", "{lang}"),
     wildcard_constraints:

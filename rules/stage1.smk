@@ -170,6 +170,12 @@ rule elimination_table:
         md=table_file("elimination", "md"),
         csv=table_file("elimination", "csv"),
         tex=table_file("elimination", "tex"),
+        html=report(
+            table_file("elimination", "html"),
+            caption="../report/stats_table.rst",
+            category="Stage 1",
+            labels={"table": "elimination"},
+        ),
     params:
         languages=LANGS,
         kind="elimination",
@@ -190,6 +196,12 @@ if SYNTHETIC:
             md=table_file("judge_quality", "md"),
             csv=table_file("judge_quality", "csv"),
             tex=table_file("judge_quality", "tex"),
+            html=report(
+                table_file("judge_quality", "html"),
+                caption="../report/stats_table.rst",
+                category="Stage 1",
+                labels={"table": "judge_quality"},
+            ),
         params:
             languages=LANGS,
             kind="judge_quality",

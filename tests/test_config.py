@@ -18,17 +18,16 @@ SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text())
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 PAPER = yaml.safe_load((REPO / "config/miracl.yaml").read_text())
 
-# The paper's tables built by the workflow (plus the statistics of stage 3's batches), and the variants (table rows
-# and ablations) the paper defines, plus stage 3's ablations on the stage-1 pool (their manifests feed the batches
-# table; their trainings are only in the default's tables table7_wo_stage2 and table9_wo_stage2).
-PAPER_TABLES = {"table1", "table2", "table3", "table6", "table7", "table9", "table13", "table15", "table16", "batches"}
+# The paper's tables built by the workflow (plus the statistics of stage 3's batches and issue 13's mined-share sweep),
+# and the variants (table rows and ablations) the paper defines (plus the sweep's).
+PAPER_TABLES = {"table1", "table2", "table3", "table6", "table7", "table9", "table13", "table14", "table15", "table16",
+                "batches", "mined_share"}
 PAPER_VARIANTS = {
     "zeroshot", "naive_topk", "shifted_topk", "topk_abs", "topk_margin_pos", "topk_perc_pos", "stage1", "full",
     "wo_stage1", "wo_stage2", "wo_stage3", "wo_me5", "wo_bge", "wo_llm", "wo_ground_truth", "wo_mift", "wo_pdbg",
     "wo_topic_balance", "wo_same_language", "wo_both_batching", "weights_a55_b40", "weights_a45_b40",
     "weights_a55_b20", "weights_a45_b20", "pool_n10", "pool_n20", "pool_n40", "pool_n50",
-    "wo_stage2_wo_topic_balance", "wo_stage2_wo_same_language", "wo_stage2_wo_both_batching",
-    "wo_stage2_weights_a55_b40", "wo_stage2_weights_a45_b40", "wo_stage2_weights_a55_b20", "wo_stage2_weights_a45_b20",
+    "mined_0", "mined_25", "mined_50", "mined_75",
 }
 DEMO_RULES = {"synthetic_language", "tiny_tokenizer", "tiny_encoder", "tiny_lm"}
 
@@ -110,8 +109,8 @@ def test_without_removals_the_default_would_leak_into_the_paper_run():
 def _library_defaults() -> dict:
     """The default of every setting, as the library (dataclasses and module constants, which the command
     lines use too) defines it, under the schema's dotted key."""
-    from boostmdr import (batching, bm25, encode, fusion, generate, judge, judge_eval, mift, miners, search, tables,
-                          topics, topup, train, translate)
+    from boostmdr import (annotate, batching, bm25, encode, fusion, generate, judge, judge_eval, mift, miners, search,
+                          tables, topics, topup, train, translate)
     from boostmdr.demo.tiny_lm import TASKS, JudgeTrainSettings, TinyLMSettings
     from boostmdr.demo.topic_classifiers import ClassifierSettings
     from boostmdr.encoder import EncoderSettings
@@ -150,6 +149,13 @@ def _library_defaults() -> dict:
         "miners.*.max_score": miners.TopKAbs.max_score,
         "miners.*.margin": miners.TopKMarginPos.margin,
         "miners.*.percentage": miners.TopKPercPos.percentage,
+        "miners.*.mined_share": miners.MixedShare.mined_share,
+        "miners.*.seed": miners.MixedShare.seed,
+        "tables.*.highlight": tables.DEFAULT_HIGHLIGHT,
+        "tables.*.significance.alpha": tables.DEFAULT_ALPHA,
+        "annotation.per_language": annotate.DEFAULT_PER_LANGUAGE,
+        "annotation.seed": annotate.DEFAULT_SEED,
+        "annotation.sample": annotate.DEFAULT_SAMPLE,
         "ensembles.*.fusion": f.method.value,
         "ensembles.*.rrf_k": f.rrf_k,
         "ensembles.*.depth": f.depth,

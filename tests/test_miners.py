@@ -1,4 +1,5 @@
-"""The five baseline miners against a hand-worked example (expected docids written by hand)."""
+"""The five baseline miners against a hand-worked example (expected docids written by hand), and the mixed
+miner of the mined-share sweep (counts, exclusions, seeds, agreement with Naive Top-K at share 1)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 from boostmdr.formats import FormatError, Hit, read_negatives
 from boostmdr.miners import (
     MINERS,
+    CorpusFile,
+    DocidList,
     MinerMethod,
+    MixedShare,
     NaiveTopK,
     QueryOutcome,
     ShiftedTopK,
@@ -20,8 +24,10 @@ from boostmdr.miners import (
     build_miner,
     main,
     parse_method,
+    mine,
     positive_score_of,
 )
+from boostmdr.formats import LabelledQuery, write_corpus
 
 # Query q1: positives p1 (scored 0.80) and p2 (0.90), so the positive score used is min = 0.80.
 # Ranked candidate list (score desc, docid asc), rank in brackets:
@@ -147,6 +153,8 @@ def test_no_candidates_or_only_positives():
         ("naive_topk", {"num_negatives": 0}, r"num_negatives=0 is invalid: expected an integer >= 1"),
         ("naive_topk", {"num_negatives": True}, r"num_negatives=True is invalid"),
         ("naive_topk", {"margin": 0.1}, r"naive_topk does not take setting\(s\) margin"),
+        ("mixed", {"mined_share": 1.25}, r"mined_share=1\.25 is invalid: expected a number in \[0, 1\]"),
+        ("mixed", {"seed": -1}, r"seed=-1 is invalid: expected an integer >= 0"),
     ],
 )
 def test_settings_are_validated_at_construction(method, settings, message):
@@ -163,6 +171,74 @@ def test_paper_defaults_and_unknown_method():
     with pytest.raises(ValueError, match="unknown miner method 'topk'; valid methods: naive_topk, shifted_topk"):
         parse_method("topk")
     assert set(MINERS) == set(MinerMethod)
+
+
+# ---------------------------------------------------------------------------------- mixed (the sweep)
+
+# Corpus of 16 passages: the positives, the seven non-positive candidates of q1, and 7 passages no retriever
+# returned (r0..r6).
+CORPUS = ["p1", "p2", "a", "b", "c", "d", "e", "f", "g", "r0", "r1", "r2", "r3", "r4", "r5", "r6"]
+Q1 = {"q1": LabelledQuery("q1", "first", tuple(Q1_POSITIVES))}
+
+
+def mixed(share, n=4, seed=0, train=Q1, candidates=None, corpus=CORPUS):
+    records, stats = mine(MixedShare(num_negatives=n, mined_share=share, seed=seed), train,
+                          candidates or {"q1": Q1_CANDIDATES}, {}, "sw", DocidList(corpus))
+    return records, stats
+
+
+def test_mixed_shares_round_half_up():
+    assert [MixedShare(mined_share=s).num_mined for s in (0, 0.25, 0.5, 0.75, 1)] == [0, 8, 15, 23, 30]
+    assert [MixedShare(num_negatives=4, mined_share=s).num_mined for s in (0.25, 0.5, 0.6)] == [1, 2, 2]
+
+
+def test_mixed_half_mined_half_random_never_a_positive_or_a_top_candidate():
+    (rec,), stats = mixed(0.5)
+    mined = [n for n in rec.negatives if n.extra == {"origin": "mined"}]
+    drawn = [n for n in rec.negatives if n.extra == {"origin": "random"}]
+    # 2 of q1's Naive Top-4 (a, b, c, d), in rank order, with their scores and ranks
+    assert len(mined) == 2 and set(docids(mined)) <= {"a", "b", "c", "d"}
+    assert [n.rank for n in mined] == sorted(n.rank for n in mined) and all(n.score is not None for n in mined)
+    # 2 random passages, never a positive or one of the Naive Top-4, without score or rank
+    assert len(drawn) == 2 and len(set(docids(drawn))) == 2
+    assert not set(docids(drawn)) & {"p1", "p2", "a", "b", "c", "d"}
+    assert all(n.score is None and n.rank is None for n in drawn)
+    assert {n.source for n in rec.negatives} == {"miner:mixed"} and rec.meta["mined"] == 2
+    assert stats.outcomes[QueryOutcome.FULL] == 1
+    # seeded per query: the same seed draws the same, the draws do not depend on the other queries
+    assert docids(mixed(0.5)[0][0].negatives) == docids(rec.negatives)
+    two = {"q0": LabelledQuery("q0", "zeroth", ("p1",)), **Q1}  # another query drawn first
+    records, _ = mixed(0.5, train=two, candidates={"q1": Q1_CANDIDATES, "q0": [Hit("a", 0.5)]})
+    assert docids(records[1].negatives) == docids(rec.negatives)
+    seeds = {tuple(docids(mixed(0.5, seed=s)[0][0].negatives)) for s in range(8)}
+    assert len(seeds) > 1
+
+
+def test_mixed_at_share_one_is_naive_topk_and_at_zero_all_random():
+    (full,), _ = mixed(1.0)
+    naive, _ = NaiveTopK(num_negatives=4).select(Q1_CANDIDATES, Q1_POSITIVES, None)
+    assert [(n.docid, n.score, n.rank) for n in full.negatives] == [(n.docid, n.score, n.rank) for n in naive]
+    (none,), _ = mixed(0.0)
+    assert len(none.negatives) == 4 and all(n.extra == {"origin": "random"} for n in none.negatives)
+    assert set(docids(none.negatives)) <= {"e", "f", "g", "r0", "r1", "r2", "r3", "r4", "r5", "r6"}
+
+
+def test_mixed_short_when_the_corpus_has_too_few_other_passages():
+    # only r0 lies outside the positives and the Naive Top-4: one random negative instead of two
+    (rec,), stats = mixed(0.5, corpus=["p1", "p2", "a", "b", "c", "d", "r0"])
+    assert [n.docid for n in rec.negatives if n.extra["origin"] == "random"] == ["r0"]
+    assert len(rec.negatives) == 3 and stats.outcomes[QueryOutcome.SHORT] == 1
+    with pytest.raises(ValueError, match="miner mixed draws random negatives from the corpus"):
+        mine(MixedShare(), Q1, {"q1": Q1_CANDIDATES}, {}, "sw")
+
+
+def test_corpus_file_reads_only_the_drawn_lines_like_the_list(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    write_corpus(path, [(d, "", f"text of {d}") for d in CORPUS])
+    on_disk = CorpusFile(path)
+    assert len(on_disk) == 16 and on_disk.at({0, 9, 15}) == {0: "p1", 9: "r0", 15: "r6"}
+    assert mixed(0.5, corpus=CORPUS)[0][0].negatives == mine(
+        MixedShare(num_negatives=4, mined_share=0.5), Q1, {"q1": Q1_CANDIDATES}, {}, "sw", on_disk)[0][0].negatives
 
 
 # ----------------------------------------------------------------------------------------- files
@@ -228,6 +304,20 @@ def test_positive_score_for_a_non_positive_is_an_error_naming_file_and_line(tmp_
     with pytest.raises(FormatError, match=r"cand\.positives\.tsv:4: document 'zz' is not a labelled positive"):
         run_cli(tmp_path, train, cand, pos, "--method", "naive_topk")
     assert not (tmp_path / "negs.jsonl").exists()
+
+
+def test_cli_mixed_needs_the_corpus_and_at_share_one_writes_naive_topks_negatives(tmp_path):
+    train, cand, pos = write_inputs(tmp_path)
+    with pytest.raises(SystemExit):
+        run_cli(tmp_path, train, cand, pos, "--method", "mixed", "--mined-share", "0.5")
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, [(d, "", d) for d in CORPUS + ["h", "i", "j", "p3", "p4"]])
+    out, log = run_cli(tmp_path, train, cand, pos, "--method", "mixed", "--mined-share", "1", "--seed", "3",
+                       "--corpus", str(corpus))
+    assert [docids(r.negatives) for r in read_negatives(out)] == [["a", "b", "c"], ["h", "i"], ["j"]]
+    out, _ = run_cli(tmp_path, train, cand, pos, "--method", "mixed", "--mined-share", "0.34", "--corpus", str(corpus))
+    # 0.34 x 3 = 1.02 -> 1 mined and 2 random per query
+    assert [[n.extra["origin"] for n in r.negatives] for r in read_negatives(out)] == [["mined", "random", "random"]] * 3
 
 
 def test_run_query_missing_from_train_is_an_error(tmp_path):

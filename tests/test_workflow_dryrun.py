@@ -79,14 +79,16 @@ def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     assert counts["encode_corpus"] == (5 + counts["train"]) * shards
     # Tables 2, 15, 16 train one model per (backbone, miner) pair, 4 backbones x 5 miners, and stage 1 alone and the
     # full method on each of the 4 backbones; the ablations train on BGE: Table 3 (w/o stage 1, 2, 3), Table 6
-    # (w/o MIFT, w/o PDBG), Table 7 (three batching ablations) and Table 9 (four fixed weights).
-    assert counts["train"] == 4 * 5 + 4 + 4 + 3 + 2 + 3 + 4
+    # (w/o MIFT, w/o PDBG), Table 7 (three batching ablations) and Table 9 (four fixed weights); and the mined-share
+    # sweep's BGE at 0, 25, 50 and 75% mined (its 100% row is Naive Top-K's model).
+    assert counts["train"] == 4 * 5 + 4 + 4 + 3 + 2 + 3 + 4 + 4
     # Every training replays a batch manifest, one per variant and epoch count (16 for mBERT and mDPR, 20 for mE5
-    # and BGE): 5 miners, stage 1 only and the full method twice each, the 12 BGE ablations once, plus the batches
-    # table's three stage-1-pool ablations (manifests only).
-    assert counts["batches"] == 7 * 2 + 12 + 3
+    # and BGE): 5 miners, stage 1 only and the full method twice each, the 12 BGE ablations and 4 sweep shares once.
+    assert counts["batches"] == 7 * 2 + 12 + 4
     assert counts["topics"] == n_langs
-    assert counts["mine"] == 5 * n_langs
+    assert counts["mine"] == (5 + 4) * n_langs
+    # Table 12's kit: a sheet for each of the paper's five annotated languages, then the table.
+    assert counts["annotation_sheet"] == 5 and counts["annotation_table"] == 1
     assert counts["judge"] == 8 * n_langs
     # Stage 2: one MIFT; four generated query sets per language (the full method's, w/o MIFT's, w/o PDBG's, and
     # w/o stage 1's on the unjudged BGE pool), each retrieved by its ensemble's members, fused and topped up; the

@@ -193,7 +193,7 @@ def cost_tables(
         columns=heads,
         group=False,
         label_header="Stage",
-        rows=tuple(TableRow(stage, _cells(t)) for stage, t in per_stage.items()) + (TableRow("**Total**", _cells(total)),),
+        rows=tuple(TableRow(stage, _cells(t)) for stage, t in per_stage.items()) + (TableRow("Total", _cells(total), strong=True),),
     )
     by_pair = Table(
         title="Per stage and variant",
@@ -216,15 +216,24 @@ def cost_tables(
 
 def write_cost_table(smk) -> None:
     """Snakemake ``script:`` entry point (``scripts/cost_table.py``): params ``patterns`` (rule -> benchmark
-    pattern), ``stages`` (rule -> stage), ``gpu_rules`` (rule -> GPUs); output the markdown file."""
+    pattern), ``stages`` (rule -> stage), ``gpu_rules`` (rule -> GPUs); outputs the markdown file and, when the
+    rule declares one, an HTML page of the same tables (``.html``, for the report)."""
     from boostmdr.formats import atomic_write
-    from boostmdr.tables import to_markdown
+    from boostmdr.tables import html_page, html_table, to_markdown
     from boostmdr.utils import setup_logging
 
     setup_logging(smk.log[0] if smk.log else None)
     params = smk.params
     tables, notes = cost_tables(list(smk.input), dict(params.patterns), dict(params.stages), dict(params.gpu_rules))
-    text = "# Compute cost\n\n" + "\n".join(to_markdown(t) for t in tables) + "\n" + "\n\n".join(notes) + "\n"
-    with atomic_write(smk.output[0]) as fh:
-        fh.write(text)
-    log.info("cost tables from %d benchmark files -> %s", len(smk.input), Path(smk.output[0]))
+    for out in smk.output:
+        if str(out).endswith(".html"):
+            import html
+
+            body = ["<h1>Compute cost</h1>", *(html_table(t) for t in tables),
+                    *(f'<p class="note">{html.escape(n)}</p>' for n in notes)]
+            text = html_page("Compute cost", body)
+        else:
+            text = "# Compute cost\n\n" + "\n".join(to_markdown(t) for t in tables) + "\n" + "\n\n".join(notes) + "\n"
+        with atomic_write(out) as fh:
+            fh.write(text)
+        log.info("cost tables from %d benchmark files -> %s", len(smk.input), Path(out))

@@ -1,4 +1,5 @@
-"""Evaluation of TREC runs with trec_eval's semantics and ``-c`` (docs/formats.md, "Runs and evaluation").
+"""Evaluation of TREC runs with trec_eval's semantics and ``-c`` (docs/formats.md, "Runs and evaluation"):
+nDCG@10, Recall@100 and MRR@10 per query.
 
 Per-query values come from pytrec_eval, which is trec_eval's own C code, so every detail of a
 measure is trec_eval's:
@@ -11,6 +12,15 @@ measure is trec_eval's:
 * a query judged with rel 0 only has no relevant document: trec_eval computes it (nDCG's ideal gain
   is 0, so nDCG is left at 0; recall has no relevant document, so recall is 0) and averages it in, with
   or without ``-c``. pytrec_eval returns the same zeros, and so does this module.
+
+MRR@10 (``mrr_cut_10``; any ``mrr_cut_K``) is what ``trec_eval -c -M 10 -m recip_rank`` reports, the way
+MS MARCO-style MRR@10 is computed with trec_eval: trec_eval's ``recip_rank`` has no cut-off, so ``-M 10``
+keeps only the first 10 documents of each query *in trec_eval's own order* (score descending, ties by docid
+descending) and ``recip_rank`` is 1 / rank of the first relevant one among them, else 0. pytrec_eval has no
+``-M``; this module cuts the run to the top K in that same order and asks pytrec_eval for ``recip_rank``.
+(ir_measures' ``RR@10`` goes through the MS MARCO script instead, which breaks score ties by docid
+*ascending*: the two differ only under exact score ties at the cut.) tests/test_evaluate.py checks the values
+against the trec_eval binary itself.
 
 What pytrec_eval leaves out is ``-c``: it only reports queries present in the run. We complete it as
 trec_eval does: the mean runs over every query of the qrels (every query with at least one judgement
@@ -36,18 +46,44 @@ from boostmdr.utils import setup_logging
 
 logger = logging.getLogger(__name__)
 
-MEASURES: tuple[str, ...] = ("ndcg_cut_10", "recall_100")
-"""The measures of the paper's tables, named as pytrec_eval reports them."""
+MEASURES: tuple[str, ...] = ("ndcg_cut_10", "recall_100", "mrr_cut_10")
+"""The measures every evaluation file holds: the paper's two (named as pytrec_eval reports them) and MRR@10."""
+
+RR_CUT_PREFIX = "mrr_cut_"
+"""``mrr_cut_K``: trec_eval's ``recip_rank`` on the run cut to its top K (``trec_eval -M K``)."""
 
 
 class EvaluationError(ValueError):
     """Evaluation cannot proceed (empty qrels, disjoint run, unknown measure, mismatched files)."""
 
 
+def rr_cutoff(measure: str) -> int | None:
+    """K of an ``mrr_cut_K`` measure, ``None`` for any other measure."""
+    if not measure.startswith(RR_CUT_PREFIX):
+        return None
+    k = measure[len(RR_CUT_PREFIX):]
+    if not k.isdigit() or int(k) < 1:
+        raise EvaluationError(f"unknown measure {measure!r}: write MRR at a cut-off K >= 1 as mrr_cut_K, e.g. mrr_cut_10")
+    return int(k)
+
+
+def trec_eval_order(docs: Mapping[str, float]) -> list[str]:
+    """Docids in trec_eval's order: score descending, ties by docid descending (``comp_sim_docno``)."""
+    return [d for d, _ in sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+
+
+def cut_run(run: Mapping[str, Mapping[str, float]], k: int) -> dict[str, dict[str, float]]:
+    """The run that ``trec_eval -M k`` scores: each query's first ``k`` documents in trec_eval's order."""
+    return {q: {d: docs[d] for d in trec_eval_order(docs)[:k]} for q, docs in run.items()}
+
+
 def trec_eval_name(measure: str) -> str:
-    """pytrec_eval's request name for a reported measure: ``ndcg_cut_10`` -> ``ndcg_cut.10``, ``map`` -> ``map``."""
+    """pytrec_eval's request name for a reported measure: ``ndcg_cut_10`` -> ``ndcg_cut.10``, ``map`` -> ``map``,
+    ``mrr_cut_10`` -> ``recip_rank`` (asked on the run cut to 10, see :func:`cut_run`)."""
     import pytrec_eval
 
+    if rr_cutoff(measure) is not None:
+        return "recip_rank"
     if measure in pytrec_eval.supported_measures:
         return measure
     head, sep, cutoff = measure.rpartition("_")
@@ -55,7 +91,7 @@ def trec_eval_name(measure: str) -> str:
         return f"{head}.{cutoff}"
     raise EvaluationError(
         f"unknown measure {measure!r}: use a trec_eval measure name as pytrec_eval reports it, e.g. "
-        f"{', '.join(MEASURES)}, map, P_10"
+        f"{', '.join(MEASURES)}, map, P_10 (and mrr_cut_K: recip_rank of each query's top K)"
     )
 
 
@@ -73,7 +109,8 @@ def evaluate_run(
     if not qrels:
         raise EvaluationError("the qrels hold no judgements")
     measures = tuple(dict.fromkeys(measures))
-    requests = {trec_eval_name(m) for m in measures}
+    plain = [m for m in measures if rr_cutoff(m) is None]
+    requests = {trec_eval_name(m) for m in plain}
     judged = {q: {d: int(r) for d, r in docs.items()} for q, docs in qrels.items() if docs}
     scored = {q: {h.docid: float(h.score) for h in hits} for q, hits in run.items() if hits and q in judged}
 
@@ -86,20 +123,25 @@ def evaluate_run(
             )
         logger.warning("%d run queries are not in the qrels and are ignored (e.g. %s)", len(unjudged), unjudged[:3])
 
-    evaluated = pytrec_eval.RelevanceEvaluator(judged, requests).evaluate(scored) if scored else {}
-    per_query: dict[str, dict[str, float]] = {}
-    for qid in judged:
-        got = evaluated.get(qid)
-        if got is None:
-            per_query[qid] = {m: 0.0 for m in measures}
-        else:
-            try:
-                per_query[qid] = {m: float(got[m]) for m in measures}
-            except KeyError as err:
-                raise EvaluationError(f"pytrec_eval did not report {err} for query {qid!r}") from None
+    # {measure: {qid: value}} for the queries of the run; a judged query absent from it scores 0 (-c)
+    found: dict[str, dict[str, float]] = {m: {} for m in measures}
+    if scored:
+        if requests:
+            evaluated = pytrec_eval.RelevanceEvaluator(judged, requests).evaluate(scored)
+            for qid, got in evaluated.items():
+                for m in plain:
+                    if m not in got:
+                        raise EvaluationError(f"pytrec_eval did not report {m!r} for query {qid!r}")
+                    found[m][qid] = float(got[m])
+        for m in measures:
+            k = rr_cutoff(m)
+            if k is not None:
+                evaluated = pytrec_eval.RelevanceEvaluator(judged, {"recip_rank"}).evaluate(cut_run(scored, k))
+                found[m] = {qid: float(got["recip_rank"]) for qid, got in evaluated.items()}
+    per_query = {qid: {m: found[m].get(qid, 0.0) for m in measures} for qid in judged}
     n = len(per_query)
     aggregate = {m: math.fsum(v[m] for v in per_query.values()) / n for m in measures}
-    missing = n - len(evaluated)
+    missing = n - len(scored)
     if missing:
         logger.info("%d of %d judged queries are absent from the run and score 0", missing, n)
     no_relevant = sum(1 for docs in judged.values() if not any(r >= 1 for r in docs.values()))
@@ -178,7 +220,7 @@ def paired_ttest_files(path_a: str | os.PathLike, path_b: str | os.PathLike, mea
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boostmdr.evaluate",
-                                description="Evaluate a TREC run like `trec_eval -c` (nDCG@10, R@100).")
+                                description="Evaluate a TREC run like `trec_eval -c` (nDCG@10, R@100, MRR@10).")
     p.add_argument("--qrels", required=True, help="TREC qrels (qid Q0 docid rel)")
     p.add_argument("--run", required=True, help="TREC run (qid Q0 docid rank score tag)")
     p.add_argument("--out", required=True, help="evaluation JSON to write")

@@ -972,3 +972,113 @@ def read_generated_queries(path: str | os.PathLike) -> list[GeneratedQuery]:
 def write_generated_queries(path: str | os.PathLike, records: Iterable[GeneratedQuery]) -> int:
     """Write generated-query records atomically; returns the count."""
     return write_jsonl(path, (r.to_json() for r in records))
+
+
+# ---------------------------------------------------------------------------- annotation sheets
+
+GRADES = (0, 1, 2)
+"""Human relevance grades of the annotation kit (paper appendix C): 0 irrelevant, 1 partially, 2 relevant."""
+SHEET_COLUMNS = ("item_id", "lang", "qid", "docid", "query", "reference", "candidate", "grade")
+KEY_COLUMNS = ("item_id", "lang", "qid", "docid", "reference_docid", "verdict")
+
+
+def sheet_text(text: str) -> str:
+    """A text as a sheet cell: every run of whitespace (tabs and line breaks included) becomes one space."""
+    return " ".join(str(text).split())
+
+
+@dataclass(frozen=True)
+class AnnotationItem:
+    """One row of an annotation sheet: a candidate to grade against its query and the reference positive
+    the judge saw, and the annotator's grade (``None`` until graded)."""
+
+    item_id: str
+    lang: str
+    qid: str
+    docid: str
+    query: str
+    reference: str
+    candidate: str
+    grade: int | None = None
+
+    def row(self) -> list[str]:
+        return [self.item_id, self.lang, self.qid, self.docid, sheet_text(self.query), sheet_text(self.reference),
+                sheet_text(self.candidate), "" if self.grade is None else str(self.grade)]
+
+
+@dataclass(frozen=True)
+class AnnotationKey:
+    """What the annotators do not see: the judge's verdict on an item, and the reference positive's docid."""
+
+    item_id: str
+    lang: str
+    qid: str
+    docid: str
+    reference_docid: str | None
+    verdict: int
+
+
+def _write_tsv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+    n = 0
+    with atomic_write(path) as fh:
+        fh.write("\t".join(header) + "\n")
+        for row in rows:
+            fh.write("\t".join(row) + "\n")
+            n += 1
+    return n
+
+
+def _read_tsv(path: str | os.PathLike, header: Sequence[str], what: str) -> Iterator[tuple[int, list[str]]]:
+    """Rows of a TSV with exactly ``header`` (checked); yields ``(line_number, cells)``; ids unique."""
+    seen: set[str] = set()
+    first = True
+    for lineno, line in iter_lines(path):
+        if first:
+            first = False
+            if line.split("\t") != list(header):
+                raise FormatError(path, lineno, f"not a {what}: expected the header {chr(9).join(header)!r}, "
+                                                f"got {line[:120]!r}")
+            continue
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            raise FormatError(path, lineno, f"expected {len(header)} tab-separated fields ({', '.join(header)}), "
+                                            f"got {len(cells)}")
+        if cells[0] in seen:
+            raise FormatError(path, lineno, f"item {cells[0]!r} appears twice")
+        seen.add(cells[0])
+        yield lineno, cells
+    if first:
+        raise FormatError(path, None, f"empty file; a {what} starts with the header {chr(9).join(header)!r}")
+
+
+def write_annotation_sheet(path: str | os.PathLike, items: Iterable[AnnotationItem]) -> int:
+    """Write an annotation sheet (TSV with :data:`SHEET_COLUMNS`) atomically; returns the number of items."""
+    return _write_tsv(path, SHEET_COLUMNS, (item.row() for item in items))
+
+
+def read_annotation_sheet(path: str | os.PathLike) -> list[AnnotationItem]:
+    """Read an annotation sheet, blank or filled; a grade other than empty, 0, 1 or 2 names its line."""
+    items = []
+    for lineno, cells in _read_tsv(path, SHEET_COLUMNS, "annotation sheet"):
+        grade_text = cells[7].strip()
+        if grade_text and grade_text not in {str(g) for g in GRADES}:
+            raise FormatError(path, lineno, f"grade {grade_text!r} of item {cells[0]!r}: give 0, 1, 2 or leave it empty")
+        items.append(AnnotationItem(*cells[:7], grade=int(grade_text) if grade_text else None))
+    return items
+
+
+def write_annotation_key(path: str | os.PathLike, keys: Iterable[AnnotationKey]) -> int:
+    """Write the key of a sheet (TSV with :data:`KEY_COLUMNS`) atomically."""
+    return _write_tsv(path, KEY_COLUMNS, ([k.item_id, k.lang, k.qid, k.docid, k.reference_docid or "", str(k.verdict)]
+                                          for k in keys))
+
+
+def read_annotation_key(path: str | os.PathLike) -> list[AnnotationKey]:
+    keys = []
+    for lineno, cells in _read_tsv(path, KEY_COLUMNS, "annotation key"):
+        if cells[5] not in {str(v) for v in VERDICTS}:
+            raise FormatError(path, lineno, f"verdict {cells[5]!r}: expected 0, 1 or 2")
+        keys.append(AnnotationKey(*cells[:4], reference_docid=cells[4] or None, verdict=int(cells[5])))
+    return keys

@@ -1,4 +1,5 @@
-"""The five hard-negative mining baselines of the paper (Table 2, appendix B.3).
+"""The five hard-negative mining baselines of the paper (Table 2, appendix B.3), and the mixed miner of the
+mined-share sweep (issue 13: how much do mined hard negatives help low-resource languages?).
 
 Every miner reads the same inputs: the mining retriever's candidate run for the training queries
 (positives still in it), that retriever's score for every labelled positive, and the prepared
@@ -9,7 +10,9 @@ Every miner reads the same inputs: the mining retriever's candidate run for the 
 * ``shifted_topk``: all but the ``shift`` best non-positive candidates pass (N = 10);
 * ``topk_abs``: ``score <= max_score`` (0.6);
 * ``topk_margin_pos``: ``score < positive_score - margin`` (0.15);
-* ``topk_perc_pos``: ``score <= percentage * positive_score`` (90 %; see :class:`TopKPercPos`).
+* ``topk_perc_pos``: ``score <= percentage * positive_score`` (90 %; see :class:`TopKPercPos`);
+* ``mixed``: a share ``mined_share`` of each query's ``num_negatives`` drawn from its Naive Top-K
+  negatives, the rest drawn at random from the corpus (see :class:`MixedShare`).
 
 ``rank`` of a negative is its 1-based position in the full candidate list (positives included),
 ranked by score descending, docid ascending.
@@ -43,17 +46,20 @@ import enum
 import logging
 import math
 import os
+import random
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .formats import (
     Hit,
     LabelledQuery,
     Negative,
     NegativesRecord,
+    iter_lines,
+    read_corpus,
     read_positive_scores,
     read_run,
     read_train,
@@ -78,6 +84,7 @@ class MinerMethod(str, enum.Enum):
     TOPK_ABS = "topk_abs"
     TOPK_MARGIN_POS = "topk_margin_pos"
     TOPK_PERC_POS = "topk_perc_pos"
+    MIXED = "mixed"
 
     def __str__(self) -> str:
         return self.value
@@ -113,6 +120,7 @@ class Miner(ABC):
 
     method: ClassVar[MinerMethod]
     needs_positive_score: ClassVar[bool] = False
+    needs_corpus: ClassVar[bool] = False
     num_negatives: int = DEFAULT_NUM_NEGATIVES
 
     def __post_init__(self) -> None:
@@ -240,8 +248,49 @@ class TopKPercPos(Miner):
         return [(r, h) for r, h in pool if h.score <= limit]
 
 
+@dataclass(frozen=True, kw_only=True)
+class MixedShare(Miner):
+    """Mixed negatives: ``mined_share`` of each query's ``num_negatives`` are mined, the rest are random.
+
+    * **How many**: ``n_mined = round(mined_share * num_negatives)``, halves rounded up (25 % of 30 is 7.5,
+      so 8 mined and 22 random; 75 % gives 23 and 7).
+    * **Mined**: a seeded random subset of ``n_mined`` of the query's Naive Top-K negatives (its best
+      ``num_negatives`` non-positive candidates), so the mined part is as hard at every share and only the
+      share changes. At share 1 the query's negatives are exactly Naive Top-K's (the sweep's 100 % point is
+      the ``naive_topk`` variant; tests check the two agree).
+    * **Random**: ``num_negatives - n_mined`` passages drawn uniformly without replacement from the
+      language's corpus, never a labelled positive and never one of the query's Naive Top-K candidates (so
+      the mined share is exact). Too few candidates or a corpus too small leave the query short.
+    * **Seeds**: every draw of a query comes from ``random.Random("mixed:<seed>:<qid>")``, so a query's
+      negatives do not depend on the other queries or the file order.
+
+    Provenance: ``source`` is ``miner:mixed``; ``extra.origin`` is ``mined`` (with the candidate's score and
+    rank) or ``random`` (no score, no rank).
+    """
+
+    method: ClassVar[MinerMethod] = MinerMethod.MIXED
+    needs_corpus: ClassVar[bool] = True
+    mined_share: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_real("mined_share", self.mined_share, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+        _check_int("seed", self.seed, 0)
+
+    @property
+    def num_mined(self) -> int:
+        return math.floor(self.mined_share * self.num_negatives + 0.5 + EPS)
+
+    def survivors(self, pool, positive_score):
+        return pool  # the Naive Top-K list, from which the mined part is drawn
+
+    def rng(self, qid: str) -> random.Random:
+        return random.Random(f"mixed:{self.seed}:{qid}")
+
+
 MINERS: dict[MinerMethod, type[Miner]] = {
-    cls.method: cls for cls in (NaiveTopK, ShiftedTopK, TopKAbs, TopKMarginPos, TopKPercPos)
+    cls.method: cls for cls in (NaiveTopK, ShiftedTopK, TopKAbs, TopKMarginPos, TopKPercPos, MixedShare)
 }
 """Registry: method name -> miner class."""
 
@@ -300,29 +349,96 @@ class MiningStats:
         return self.negatives / self.queries if self.queries else 0.0
 
 
+class CorpusIds(Protocol):
+    """The docids of a language's corpus by 0-based position (line of ``corpus.jsonl``), for random draws."""
+
+    def __len__(self) -> int: ...
+
+    def at(self, positions: Collection[int]) -> dict[int, str]: ...
+
+
+class DocidList:
+    """:class:`CorpusIds` over docids held in memory."""
+
+    def __init__(self, docids: Sequence[str]):
+        self.docids = list(docids)
+
+    def __len__(self) -> int:
+        return len(self.docids)
+
+    def at(self, positions: Collection[int]) -> dict[int, str]:
+        return {i: self.docids[i] for i in positions}
+
+
+class CorpusFile:
+    """:class:`CorpusIds` over a prepared ``corpus.jsonl``, read in two passes (count the lines; then parse only
+    the drawn ones), so a corpus of tens of millions of passages is never held in memory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = path
+        self._size: int | None = None
+
+    def __len__(self) -> int:
+        if self._size is None:
+            self._size = sum(1 for _ in iter_lines(self.path))
+        return self._size
+
+    def at(self, positions: Collection[int]) -> dict[int, str]:
+        wanted = set(positions)
+        last = max(wanted, default=-1)
+        return {i: rec["docid"] for i, rec in enumerate(read_corpus(self.path, stop=last + 1)) if i in wanted}
+
+
+def _mix(miner: MixedShare, records: list[NegativesRecord], corpus: CorpusIds) -> None:
+    """Replace each record's Naive Top-K negatives by the mixed ones (see :class:`MixedShare`), in place."""
+    size = len(corpus)
+    plans = []
+    wanted: set[int] = set()
+    n_random = miner.num_negatives - miner.num_mined
+    for rec in records:
+        rng = miner.rng(rec.qid)
+        pool = rec.negatives
+        mined = [pool[i] for i in sorted(rng.sample(range(len(pool)), min(miner.num_mined, len(pool))))]
+        excluded = set(rec.positives) | {n.docid for n in pool}
+        # enough positions that n_random survive even if every excluded passage is drawn
+        draws = rng.sample(range(size), min(size, n_random + len(excluded))) if n_random else []
+        wanted.update(draws)
+        plans.append((mined, excluded, draws))
+    docids = corpus.at(wanted)
+    for rec, (mined, excluded, draws) in zip(records, plans):
+        drawn = [docids[i] for i in draws if docids[i] not in excluded][:n_random]
+        rec.negatives = [Negative(n.docid, n.score, n.rank, miner.source, {"origin": "mined"}) for n in mined]
+        rec.negatives += [Negative(d, None, None, miner.source, {"origin": "random"}) for d in drawn]
+        rec.meta["mined"] = len(mined)
+
+
 def mine(
     miner: Miner,
     train: dict[str, LabelledQuery],
     candidates: dict[str, list[Hit]],
     positive_scores: dict[str, dict[str, float]],
     lang: str,
+    corpus: CorpusIds | None = None,
 ) -> tuple[list[NegativesRecord], MiningStats]:
     """Mine every training query (in ``train`` order); queries without candidates are kept, empty.
 
     ``meta.positive_score`` is the minimum positive score (``None`` when no positive was scored),
-    recorded for every method, also those that do not filter on it.
+    recorded for every method, also those that do not filter on it. A miner that draws from the corpus
+    (``mixed``) needs ``corpus``.
     """
+    if miner.needs_corpus and corpus is None:
+        raise ValueError(f"miner {miner.method.value} draws random negatives from the corpus: pass the "
+                         "language's corpus.jsonl (--corpus)")
     stats = MiningStats()
     records: list[NegativesRecord] = []
+    outcomes: list[QueryOutcome] = []
     for q in train.values():
         scores = positive_scores.get(q.qid, {})
         pos_score = positive_score_of(q.positives, scores)
         if pos_score is not None and len(scores) < len(set(q.positives)):
             stats.partial_positive_scores += 1
         negatives, outcome = miner.select(candidates.get(q.qid, []), q.positives, pos_score)
-        stats.queries += 1
-        stats.negatives += len(negatives)
-        stats.outcomes[outcome] += 1
+        outcomes.append(outcome)
         records.append(
             NegativesRecord(
                 qid=q.qid,
@@ -333,6 +449,16 @@ def mine(
                 meta={"positive_score": pos_score},
             )
         )
+    if isinstance(miner, MixedShare):
+        assert corpus is not None
+        _mix(miner, records, corpus)
+    for rec, outcome in zip(records, outcomes):
+        n = len(rec.negatives)
+        if n:
+            outcome = QueryOutcome.FULL if n == miner.num_negatives else QueryOutcome.SHORT
+        stats.queries += 1
+        stats.negatives += n
+        stats.outcomes[outcome] += 1
     return records, stats
 
 
@@ -343,8 +469,9 @@ def mine_files(
     train_path: str | os.PathLike,
     lang: str,
     out_path: str | os.PathLike,
+    corpus_path: str | os.PathLike | None = None,
 ) -> MiningStats:
-    """Read the three inputs, mine, write the negatives file atomically and log the statistics."""
+    """Read the inputs, mine, write the negatives file atomically and log the statistics."""
     train = read_train(train_path)
     candidates = read_run(candidates_path)
     stray = [qid for qid in candidates if qid not in train]
@@ -354,7 +481,8 @@ def mine_files(
             "the candidate run and the training file come from different data"
         )
     scores = read_positive_scores(positive_scores_path, train)
-    records, stats = mine(miner, train, candidates, scores, lang)
+    corpus = CorpusFile(corpus_path) if corpus_path is not None else None
+    records, stats = mine(miner, train, candidates, scores, lang, corpus)
     write_negatives(out_path, records)
     log_stats(miner, lang, stats)
     return stats
@@ -421,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-score", type=float, default=None, help="topk_abs: highest score kept (default 0.6)")
     p.add_argument("--margin", type=float, default=None, help="topk_margin_pos: margin below the positive (0.15)")
     p.add_argument("--percentage", type=float, default=None, help="topk_perc_pos: fraction of the positive (0.9)")
+    p.add_argument("--mined-share", type=float, default=None, help="mixed: share of the negatives mined (1.0)")
+    p.add_argument("--seed", type=int, default=None, help="mixed: seed of the random draws (0)")
+    p.add_argument("--corpus", default=None, help="mixed: the language's prepared corpus.jsonl (random negatives)")
     p.add_argument("--out", required=True, help="negatives file (JSON lines)")
     p.add_argument("--log", default=None, help="log file")
     return p
@@ -432,14 +563,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     method = parse_method(args.method)
     given = {
         name: getattr(args, name)
-        for name in ("shift", "max_score", "margin", "percentage")
+        for name in ("shift", "max_score", "margin", "percentage", "mined_share", "seed")
         if getattr(args, name) is not None
     }
     takes = set(method_settings(method))
     for name in sorted(set(given) - takes):
         logger.warning("--%s is not a setting of %s; ignored", name.replace("_", "-"), method.value)
     miner = build_miner(method, num_negatives=args.num_negatives, **{k: v for k, v in given.items() if k in takes})
-    mine_files(miner, args.candidates, args.positive_scores, args.train, args.lang, args.out)
+    if miner.needs_corpus and args.corpus is None:
+        build_parser().error(f"--method {method.value} draws random negatives from the corpus: give --corpus")
+    mine_files(miner, args.candidates, args.positive_scores, args.train, args.lang, args.out,
+               args.corpus if miner.needs_corpus else None)
     return 0
 
 
