@@ -48,6 +48,7 @@ def build_parser(names: Sequence[str]) -> argparse.ArgumentParser:
         "--train-steps", type=int, default=None,
         help=f"steps per training run (default: {REAL.train_steps}; at least {MIN_TRAIN_STEPS})",
     )  # fmt: skip
+    p.add_argument("--train-lr", type=float, default=None, help=f"learning rate of the training checks (default: {REAL.train_lr})")
     p.add_argument("--encode-passages", type=int, default=None, help="passages per encoding measurement "
                    f"(default: {REAL.encode_passages}; tiny: {TINY.encode_passages})")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads here and in the trainer (default: torch's)")
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.gpu.hardware import describe_device
 
     scale = TINY if args.tiny else REAL
-    overrides = {"train_steps": args.train_steps, "encode_passages": args.encode_passages}
+    overrides = {"train_steps": args.train_steps, "train_lr": args.train_lr, "encode_passages": args.encode_passages}
     scale = dataclasses.replace(scale, **{k: v for k, v in overrides.items() if v is not None})
     made_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="boostmdr-gpu-check-")).resolve()

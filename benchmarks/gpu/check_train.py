@@ -20,9 +20,14 @@ passages at 256.
 Weights are compared by ``||W_a - W_b|| / ||W_b - W_0||`` over all parameters, with ``W_0`` the
 starting weights: how much of what training changed differs between the runs. On CPU training is
 deterministic and the runs must agree to float32 rounding (:data:`TOLERANCE`). On GPU two runs of the
-same command already differ (non-deterministic kernels, e.g. atomics in attention backward), bf16
-rounding differences included, so the tolerance is a few per cent; a resume that lost anything
-(optimizer moments, the position in the data, the dropout RNG) differs by tens of per cent.
+same command already differ (non-deterministic kernels, e.g. atomics in attention backward; Adam turns
+tiny gradient differences on near-zero gradients into step-size differences), so the check measures
+that noise: ``train-bf16`` runs twice, and a comparison passes when it differs by at most
+:data:`NOISE_FACTOR` times the two identical runs' difference (and never needs less than the CPU
+tolerance). Measured on one H100 (lr 2e-5, 100 steps): checkpointing vs not 6.8e-2, with near-identical
+loss curves (4.628 vs 4.649 over the last 50 steps); a fixed 5e-2 tolerance failed that correct run.
+A resume that lost anything (optimizer moments, the position in the data, the dropout RNG) changes the
+trajectory, not only its rounding.
 
 On CPU (``--device cpu --tiny``) the trainer ignores ``--bf16`` and ``--gradient-checkpointing`` (it
 logs so): the rows then check the launch, the learning, the summary and kill-and-resume.
@@ -47,7 +52,9 @@ from benchmarks.gpu.core import CheckFailed, Context, Outcome, fmt_pct, register
 from benchmarks.gpu.hardware import FlopModel, mfu, peak_of
 
 SHAPE = "xlmr-large"
-TOLERANCE = {"cpu": 1e-5, "cuda": 0.05}
+TOLERANCE = {"cpu": 1e-5, "cuda": 1e-5}
+"""The least a comparison is allowed (float32 rounding); on GPU the measured noise of two identical runs sets it."""
+NOISE_FACTOR = 3.0
 """Largest relative weight difference (see the module docstring) between runs that must agree."""
 NEGATIVES_PER_QUERY = 30
 
@@ -278,6 +285,18 @@ def _cpu_note(ctx: Context) -> list[str]:
     return []
 
 
+def _tolerance(ctx: Context, setup: Any, m: dict[str, Any]) -> float:
+    """The allowed relative weight difference: on CPU :data:`TOLERANCE`; on GPU :data:`NOISE_FACTOR` times
+    the difference between two runs of the same ``train-bf16`` command (the second run is made once)."""
+    tol = TOLERANCE[ctx.device]
+    if ctx.device == "cpu":
+        return tol
+    noise = weight_difference(_run(ctx, "bf16-repeat", checkpointing=False).out, _run(ctx, "bf16", checkpointing=False).out,
+                              setup.model)["relative"]
+    m["noise_identical_runs"] = noise
+    return max(tol, NOISE_FACTOR * noise)
+
+
 @register("train-bf16", "torchrun + boostmdr.train, bf16 autocast, paper batch")
 def train_bf16(ctx: Context) -> Outcome:
     setup = _setup(ctx)
@@ -300,7 +319,7 @@ def train_bf16_checkpointing(ctx: Context) -> Outcome:
     else:
         d = weight_difference(run.out, plain.out, setup.model)
         m["weights_vs_no_checkpointing"] = d
-        tol = TOLERANCE[ctx.device]
+        tol = _tolerance(ctx, setup, m)
         summary += f"; weights vs no checkpointing {d['relative']:.1e} (tol {tol:g})"
         if not d["relative"] <= tol:
             raise CheckFailed(f"weights differ from train-bf16's by {d['relative']:.3e} > {tol:g} (relative)", m)
@@ -350,7 +369,7 @@ def train_resume(ctx: Context) -> Outcome:
     m["weights_vs_uninterrupted"] = d
     m["final_loss"] = resumed.summary["final_loss"]
     m["final_loss_uninterrupted"] = reference.summary["final_loss"]
-    tol = TOLERANCE[ctx.device]
+    tol = _tolerance(ctx, setup, m)
     m["tolerance"] = tol
     if not d["relative"] <= tol:
         raise CheckFailed(f"resumed weights differ from the uninterrupted run's by {d['relative']:.3e} > {tol:g}", m)
