@@ -175,6 +175,11 @@ def _alt(values):
 
 
 DENSE_ALT = _alt(DENSE)
+CANDIDATE_RETRIEVERS = sorted(
+    {m for ens in config["ensembles"].values() for m in ens["members"] if m in DENSE}
+    | ({config["mining"]["retriever"]} & set(DENSE))
+)
+"""Dense retrievers whose zero-shot candidates feed the miners and stages 1-2: their zero-shot index is kept."""
 
 
 wildcard_constraints:
@@ -802,7 +807,7 @@ def get_rule_stages(wildcards):
 
 
 def get_gpu_rules(wildcards):
-    return {r.name: res(r.name, "gpu") for r in workflow.rules if res(r.name, "gpu") > 0}
+    return {r.name: r.resources["gpu"] for r in workflow.rules if isinstance(r.resources.get("gpu"), int) and r.resources["gpu"] > 0}
 
 
 def get_stage1_targets():

@@ -100,6 +100,25 @@ rule encode_corpus:
         " --batch-size {params.batch_size} --out {output} --threads {threads} --log {log}"
 
 
+# The zero-shot index of a candidate retriever is kept: its candidates of the training queries, the evaluation run
+# and, later, stage 2's candidates of generated queries all read it, and a temp index rebuilt for a late reader
+# would make every earlier reader, and all that follows from the miners to the trainings, run again. Fine-tuned
+# models' indexes have one reader (search_dense) and stay temporary.
+use rule encode_corpus as encode_corpus_kept with:
+    output:
+        shard_file("{backbone}", "{variant}", "{lang}", "{shard}", "{nshards}"),
+    wildcard_constraints:
+        backbone=_alt(CANDIDATE_RETRIEVERS),
+        variant="zeroshot",
+    log:
+        log_file("encode_corpus_kept", "{backbone}/{variant}/{lang}/shard-{shard}-of-{nshards}"),
+    benchmark:
+        benchmark_file("encode_corpus_kept", "{backbone}/{variant}/{lang}/shard-{shard}-of-{nshards}")
+
+
+ruleorder: encode_corpus_kept > encode_corpus
+
+
 rule search_dense:
     input:
         shards=get_shard_files,

@@ -264,9 +264,9 @@ def test_jobs_run_offline_however_the_workflow_is_started(tmp_path):
     workdir, files = _workdir(tmp_path, TINY, {"backbones": {"bge": {"model": "no-such-org/no-such-model"}}})
     env = {k: v for k, v in workflow_env().items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     t0 = time.monotonic()
-    proc = _snakemake(workdir, files, "--", "results/candidates/bge/sw.trec", env=env, timeout=900)
+    proc = _snakemake(workdir, files, "--", "results/candidates/bge/train/sw.trec", env=env, timeout=900)
     assert proc.returncode != 0
-    (log_path,) = (workdir / "results/logs/encode_corpus/bge/zeroshot/sw").glob("shard-*.log")
+    (log_path,) = (workdir / "results/logs/encode_corpus_kept/bge/zeroshot/sw").glob("shard-*.log")
     log = log_path.read_text()
     assert " ERROR " in log and "no-such-org/no-such-model" in log and "Traceback" not in log
     assert "offline" in log.lower() or "HF_HUB_OFFLINE" in log
