@@ -1267,7 +1267,7 @@ def figure_tables():
 
 
 def get_figure_targets():
-    # Figure 3 (pool size N) joins here once its table entry has a ``figure``; every figure target is in the report.
+    # Figure 3 (pool size N) and every other table with a ``figure``; every figure target is in the report.
     return [figure_file(name, "png") for name in figure_tables()]
 
 

@@ -21,7 +21,7 @@ PAPER = yaml.safe_load((REPO / "config/miracl.yaml").read_text())
 # The paper's tables built by the workflow (plus the statistics of stage 3's batches and issue 13's mined-share sweep),
 # and the variants (table rows and ablations) the paper defines (plus the sweep's).
 PAPER_TABLES = {"table1", "table2", "table3", "table6", "table7", "table9", "table13", "table14", "table15", "table16",
-                "batches", "mined_share"}
+                "batches", "mined_share", "figure3"}
 PAPER_VARIANTS = {
     "zeroshot", "naive_topk", "shifted_topk", "topk_abs", "topk_margin_pos", "topk_perc_pos", "stage1", "full",
     "wo_stage1", "wo_stage2", "wo_stage3", "wo_me5", "wo_bge", "wo_llm", "wo_ground_truth", "wo_mift", "wo_pdbg",
