@@ -20,7 +20,7 @@ PAPER = yaml.safe_load((REPO / "config/miracl.yaml").read_text())
 
 # The paper's tables built by the workflow (plus the statistics of stage 3's batches and issue 13's mined-share sweep),
 # and the variants (table rows and ablations) the paper defines (plus the sweep's).
-PAPER_TABLES = {"table1", "table2", "table3", "table6", "table7", "table9", "table13", "table14", "table15", "table16",
+PAPER_TABLES = {"table1", "table2", "table3", "table4", "table5", "table6", "table7", "table9", "table13", "table14", "table15", "table16",
                 "batches", "mined_share", "figure3"}
 PAPER_VARIANTS = {
     "zeroshot", "naive_topk", "shifted_topk", "topk_abs", "topk_margin_pos", "topk_perc_pos", "stage1", "full",

@@ -80,30 +80,34 @@ def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     # the zero-shot indexes of the candidate retrievers (me5, bge) are kept for stage 2's late readers
     assert counts["encode_corpus_kept"] == 2 * shards
     # Tables 2, 15, 16 train one model per (backbone, miner) pair, 4 backbones x 5 miners, and stage 1 alone and the
-    # full method on each of the 4 backbones; the ablations train on BGE: Table 3 (w/o stage 1, 2, 3), Table 6
-    # (w/o MIFT, w/o PDBG), Table 7 (three batching ablations) and Table 9 (four fixed weights); and the mined-share
+    # full method on each of the 4 backbones; the ablations train on BGE: Table 3 (w/o stage 1, 2, 3), Tables 4 and
+    # 5 (w/o mE5, w/o BGE; w/o LLM judgment, w/o ground truth), Table 6 (w/o MIFT, w/o PDBG), Table 7 (three
+    # batching ablations) and Table 9 (four fixed weights); and the mined-share
     # sweep's BGE at 0, 25, 50 and 75% mined (its 100% row is Naive Top-K's model); Figure 3's pools of N = 10, 20,
     # 40 and 50 on the 4 backbones (N = 30 is the full method).
-    assert counts["train"] == 4 * 5 + 4 + 4 + 3 + 2 + 3 + 4 + 4 + 4 * 4
+    assert counts["train"] == 4 * 5 + 4 + 4 + 3 + 4 + 2 + 3 + 4 + 4 + 4 * 4
     # Every training replays a batch manifest, one per variant and epoch count (16 for mBERT and mDPR, 20 for mE5
-    # and BGE): 5 miners, stage 1 only, the full method and Figure 3's four pool sizes twice each, the 12 BGE
+    # and BGE): 5 miners, stage 1 only, the full method and Figure 3's four pool sizes twice each, the 16 BGE
     # ablations and 4 sweep shares once.
-    assert counts["batches"] == 11 * 2 + 12 + 4
+    assert counts["batches"] == 11 * 2 + 16 + 4
     assert counts["topics"] == n_langs
     assert counts["mine"] == (5 + 4) * n_langs
     # Table 12's kit: a sheet for each of the paper's five annotated languages, then the table.
     assert counts["annotation_sheet"] == 5 and counts["annotation_table"] == 1
-    assert counts["judge"] == 8 * n_langs
-    # Stage 2: one MIFT; eight generated query sets per language (the full method's, w/o MIFT's, w/o PDBG's, w/o
-    # stage 1's on the unjudged BGE pool, and one per Figure 3 pool size), each retrieved by its ensemble's members,
-    # fused and topped up; the seven sets on judged pools are judged in 8 chunks.
+    # Stage 1: four judged pools (the method's; w/o ground truth's empty reference; w/o mE5's and w/o BGE's one-model
+    # ensembles), 8 chunks each, and two unjudged ones (w/o stage 1 on BGE alone, w/o LLM judgment)
+    assert counts["judge"] == 4 * 8 * n_langs and counts["pool"] == 6 * n_langs
+    # Stage 2: one MIFT; twelve generated query sets per language (the full method's, w/o MIFT's, w/o PDBG's, one per
+    # Figure 3 pool size, and one per other stage-1 pool: w/o stage 1, w/o mE5, w/o BGE, w/o LLM, w/o ground truth),
+    # each retrieved by its ensemble's members, fused and topped up; the ten sets on judged pools are judged in 8
+    # chunks.
     assert counts["mift_select"] == counts["mift_train"] == counts["mift_merge"] == 1
     assert counts["mift_translate"] == counts["roundtrip"] == n_langs
-    assert counts["generate"] == counts["stage2_candidates"] == counts["topup"] == 8 * n_langs
-    assert counts["judge_generated"] == 7 * 8 * n_langs
-    # the training queries by me5 and bge; the generated ones by me5 and bge (seven sets) or bge alone (w/o stage 1)
-    assert counts["candidates_dense"] == 2 * n_langs + (7 * 2 + 1) * n_langs
-    assert counts["fuse"] == 2 * n_langs + 8 * n_langs
+    assert counts["generate"] == counts["stage2_candidates"] == counts["topup"] == 12 * n_langs
+    assert counts["judge_generated"] == 10 * 8 * n_langs
+    # the training queries by me5 and bge; the generated ones by me5 and bge (nine sets) or one of them (three)
+    assert counts["candidates_dense"] == 2 * n_langs + (9 * 2 + 3) * n_langs
+    assert counts["fuse"] == 3 * n_langs + 12 * n_langs
     assert "synthetic_language" not in counts and "tiny_encoder" not in counts
     # The judging tables plan for MIRACL too: its human labels (no planted truth there) for the pointwise, listwise,
     # small and cascade judges, and a dry estimate of each single judge the estimate table names.
@@ -136,11 +140,10 @@ def test_default_config_builds_its_dag(tmp_path):
     assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 4
     assert counts["judge_sample"] == 2 * 3 and counts["judge_eval"] == 2 * 4 * 3  # labels and planted, 4 judges
     # stage 2: the demo's instruction set (English source, one file per language), one MIFT, and the generation
-    # and top-up of eight query sets (the full method, w/o MIFT, w/o PDBG, w/o stage 1, Figure 3's four other pool
-    # sizes), plus the unjudged top-up of the full method's pool for the analysis of the false negatives generation
-    # brings in
+    # and top-up of twelve query sets (as in the paper's DAG), plus the unjudged top-up of the full method's pool for
+    # the analysis of the false negatives generation brings in
     assert counts["synthetic_instructions"] == 3 and counts["synthetic_instructions_source"] == 1
     assert counts["mift_select"] == counts["mift_train"] == 1 and counts["mift_translate"] == 3
-    assert counts["generate"] == 8 * 3 and counts["topup"] == 8 * 3 + 3
+    assert counts["generate"] == 12 * 3 and counts["topup"] == 12 * 3 + 3
     assert counts["table_figure"] == 2  # Figure 3 and the mined-share sweep
     assert counts["topics"] == 3 and counts["train"] == len({(r["backbone"], r["variant"]) for r in _trained_rows(tmp_path)})
