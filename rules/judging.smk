@@ -61,7 +61,6 @@ rule judge_sample_verdicts:
         summary=judge_sample_summary("{dataset}", "{judge}", "{reference}", "{lang}"),
     params:
         judge=get_judge_params,
-        backend_flags=get_judge_backend_flags,
         no_positive=get_no_positive_flag,
         cache=get_sample_judge_cache,
     wildcard_constraints:
@@ -71,6 +70,8 @@ rule judge_sample_verdicts:
         mem_mb=res("judge", "mem_mb"),
         runtime=res("judge", "runtime"),
         gpu=res("judge", "gpu"),
+        # where the model runs and how many requests at once: no change to an output, so not a param
+        llm_run=get_judge_backend_flags,
     log:
         log_file("judge_sample_verdicts", "{dataset}/{judge}/{reference}/{lang}"),
     benchmark:
@@ -79,7 +80,7 @@ rule judge_sample_verdicts:
         get_judge_env
     shell:
         "python -m boostmdr.judge verdicts --candidates {input.candidates} --train {input.train} --corpus {input.corpus}"
-        " --lang {wildcards.lang} {params.judge[llm]} {params.backend_flags}"
+        " --lang {wildcards.lang} {params.judge[llm]} {resources.llm_run}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
         " {params.judge[mode]} {params.judge[structured]} {params.no_positive}"
@@ -99,7 +100,6 @@ rule judge_sample_escalated:
         summary=judge_sample_escalated_summary("{dataset}", "{judge}", "{reference}", "{lang}"),
     params:
         judge=get_second_judge_params,
-        backend_flags=get_second_judge_backend_flags,
         no_positive=get_no_positive_flag,
         cache=get_sample_escalated_cache,
     wildcard_constraints:
@@ -109,6 +109,8 @@ rule judge_sample_escalated:
         mem_mb=res("judge", "mem_mb"),
         runtime=res("judge", "runtime"),
         gpu=res("judge", "gpu"),
+        # where the model runs and how many requests at once: no change to an output, so not a param
+        llm_run=get_second_judge_backend_flags,
     log:
         log_file("judge_sample_escalated", "{dataset}/{judge}/{reference}/{lang}"),
     benchmark:
@@ -117,7 +119,7 @@ rule judge_sample_escalated:
         get_second_judge_env
     shell:
         "python -m boostmdr.judge verdicts --candidates {input.candidates} --train {input.train} --corpus {input.corpus}"
-        " --lang {wildcards.lang} {params.judge[llm]} {params.backend_flags}"
+        " --lang {wildcards.lang} {params.judge[llm]} {resources.llm_run}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
         " {params.judge[mode]} {params.judge[structured]} {params.no_positive} --escalated-by {input.first}"

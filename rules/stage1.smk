@@ -75,7 +75,6 @@ rule judge_escalated:
         escalated_verdict_file("{ensemble}", "{judge}", "{reference}", "{lang}", "{chunk}", "{nchunks}"),
     params:
         judge=get_second_judge_params,
-        backend_flags=get_second_judge_backend_flags,
         cache=get_escalated_cache,
     wildcard_constraints:
         judge=CASCADE_ALT,
@@ -84,6 +83,8 @@ rule judge_escalated:
         mem_mb=res("judge", "mem_mb"),
         runtime=res("judge", "runtime"),
         gpu=res("judge", "gpu"),
+        # where the model runs and how many requests at once: no change to an output, so not a param
+        llm_run=get_second_judge_backend_flags,
     log:
         log_file("judge_escalated", "{ensemble}/{judge}/{reference}/{lang}/chunk-{chunk}-of-{nchunks}"),
     benchmark:
@@ -93,7 +94,7 @@ rule judge_escalated:
     shell:
         "python -m boostmdr.judge verdicts --candidates {input.candidates} --train {input.train} --corpus {input.corpus}"
         " --lang {wildcards.lang} --chunk {wildcards.chunk} --num-chunks {wildcards.nchunks}"
-        " {params.judge[llm]} {params.backend_flags}"
+        " {params.judge[llm]} {resources.llm_run}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
         " {params.judge[mode]} {params.judge[structured]} --escalated-by {input.first}"

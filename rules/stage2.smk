@@ -123,13 +123,14 @@ rule generate:
         stats=generated_file(GSET, "{lang}", "stats.json"),
     params:
         llm=get_generate_params,
-        backend_flags=get_generator_backend_flags,
         cache=get_generation_cache,
     threads: get_threads("generate")
     resources:
         mem_mb=res("generate", "mem_mb"),
         runtime=res("generate", "runtime"),
         gpu=res("generate", "gpu"),
+        # where the model runs and how many requests at once: no change to an output, so not a param
+        llm_run=get_generator_backend_flags,
     log:
         log_file("generate", "{ensemble}/{judge}/{reference}/keep-{keep}/n{size}/{generator}/{mode}/{lang}"),
     benchmark:
@@ -138,7 +139,7 @@ rule generate:
         get_generator_env
     shell:
         "python -m boostmdr.generate --pool {input.pool} --train {input.train} --corpus {input.corpus}"
-        " --lang {wildcards.lang} --pool-size {wildcards.size} {params.llm} {params.backend_flags}"
+        " --lang {wildcards.lang} --pool-size {wildcards.size} {params.llm} {resources.llm_run}"
         " --cache {params.cache} --out {output.queries} --topics {output.topics} --queries-train {output.train}"
         " --stats {output.stats} --threads {threads} --log {log}"
 

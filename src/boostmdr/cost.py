@@ -66,14 +66,21 @@ class Total:
         self.cpu_missing += job.cpu_missing
 
 
+PATH_WILDCARDS = frozenset({"queries"})
+"""Wildcards whose values may hold slashes: a query set is ``train`` or a generated set's path
+(``pdbg/<ensemble>/<judge>/...``, rules/common.smk ``query_set_name``)."""
+
+
 def pattern_regex(pattern: str) -> re.Pattern[str]:
     """A regex matching the paths of a Snakemake file pattern; each wildcard is a named group that matches
-    one path component (a wildcard repeated in the pattern must repeat its value)."""
+    one path component, or one or more for :data:`PATH_WILDCARDS` (a wildcard repeated in the pattern must
+    repeat its value)."""
     out, seen, pos = [], set(), 0
     for m in _WILDCARD.finditer(pattern):
         out.append(re.escape(pattern[pos : m.start()]))
         name = m.group(1)
-        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+)")
+        value = ".+" if name in PATH_WILDCARDS else "[^/]+"
+        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{value})")
         seen.add(name)
         pos = m.end()
     out.append(re.escape(pattern[pos:]))
