@@ -157,17 +157,23 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _json_object(path: str | os.PathLike, lineno: int, line: str) -> dict:
+    """One JSON-lines record, an object; bad JSON or another type names the file and line."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
+    if not isinstance(rec, dict):
+        raise FormatError(path, lineno, "expected a JSON object")
+    return rec
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for every non-empty line; bad JSON names file and line."""
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise FormatError(path, lineno, "expected a JSON object")
+        rec = _json_object(path, lineno, line)
         yield lineno, rec
 
 
@@ -428,12 +434,7 @@ def read_corpus(path: str | os.PathLike, start: int = 0, stop: int | None = None
             continue
         if stop is not None and i >= stop:
             break
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise FormatError(path, lineno, f"not valid JSON ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise FormatError(path, lineno, "expected a JSON object")
+        rec = _json_object(path, lineno, line)
         docid, text, title = rec.get("docid"), rec.get("text"), rec.get("title")
         if not isinstance(docid, str) or not docid or any(c.isspace() or c in _CONTROL for c in docid):
             raise FormatError(path, lineno, f"corpus record needs a non-empty 'docid' string without "
