@@ -237,12 +237,17 @@ def test_page_in_a_browser_fills_two_choices_and_exports_the_sheet(language, tmp
     paths = _sheet(root, tmp_path, k=6)
     items = read_annotation_sheet(paths["sheet.tsv"])
     page = paths["sheet.html"].read_text()
-    # A test copy: the error hook first; at the end, click two choices as a user would and press Export.
-    drive = (f'<script>document.getElementById("annotator").value = "Ann O. Tator";'
+    # A test copy: the error hook first; at the end, click two choices as a user would and press Export. The
+    # download link's click is recorded instead of followed: a download in headless Chromium can keep the
+    # process alive after --dump-dom (CI once hung 180 s on it), and the file's name is what is checked.
+    drive = (f'<script>window.__downloads = [];'
+             f'HTMLAnchorElement.prototype.click = function () {{ window.__downloads.push(this.download); }};'
+             f'document.getElementById("annotator").value = "Ann O. Tator";'
              f'document.querySelector(\'input[name="{items[1].item_id}"][value="2"]\').click();'
              f'document.querySelector(\'input[name="{items[4].item_id}"][value="0"]\').click();'
              f'document.getElementById("export").click();'
-             f'document.body.setAttribute("data-errors", JSON.stringify(window.__errors));</script>')
+             f'document.body.setAttribute("data-errors", JSON.stringify(window.__errors));'
+             f'document.body.setAttribute("data-downloads", JSON.stringify(window.__downloads));</script>')
     test_copy = tmp_path / "drive.html"
     test_copy.write_text(page.replace("<head>", "<head>" + ERROR_HOOK, 1).replace("</body>", drive + "</body>"))
     proc = run_chromium(chromium, test_copy.as_uri(), tmp_path, "--dump-dom", "--virtual-time-budget=5000")
@@ -250,6 +255,7 @@ def test_page_in_a_browser_fills_two_choices_and_exports_the_sheet(language, tmp
     assert console_errors(proc.stderr) == []
     dom = proc.stdout
     assert 'data-errors="[]"' in dom, dom[-2000:]
+    assert 'data-downloads="[&quot;sw-Ann_O_Tator.tsv&quot;]"' in dom, dom[-2000:]
     exported = re.search(r'<textarea id="exported" readonly="">(.*?)</textarea>', dom, re.S).group(1)
     import html
 
