@@ -147,7 +147,7 @@ rule tiny_lm:
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --init {params.spec[init]} --seed {params.spec[seed]}"
         " --train-steps {params.spec[train_steps]} --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
-        " --out {params.out} --threads {threads} --log {log}"
+        " --verdict-weight {params.spec[verdict_weight]} --out {params.out} --threads {threads} --log {log}"
 
 
 rule tiny_fasttext:

@@ -173,6 +173,7 @@ def _library_defaults() -> dict:
         "tiny_models.causal_lms.*.train_steps": lt.max_steps,
         "tiny_models.causal_lms.*.batch_size": lt.batch_size,
         "tiny_models.causal_lms.*.lr": lt.lr,
+        "tiny_models.causal_lms.*.verdict_weight": lt.verdict_weight,
         "variant_defaults.batching.same_language": b.same_language,
         "variant_defaults.batching.topic_balance": b.topic_balance,
         "variant_defaults.batching.weights": b.weights,

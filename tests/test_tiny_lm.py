@@ -143,14 +143,33 @@ def test_shared_prefix_loss_equals_the_plain_forward(random_lm, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(random_lm)
     stream = JudgeExamples(tok, load_judge_template(PROMPT), [read_labelled(world)], JudgeTrainSettings())
     batch = stream.batch(4)
-    loss, lm_loss = answer_loss(model, batch, tok.pad_token_id)
-    assert lm_loss.item() == 0.0
+    loss, lm_loss, verdict_loss = answer_loss(model, batch, tok.pad_token_id)
+    assert lm_loss.item() == 0.0 and verdict_loss.isnan()
     with torch.no_grad():
-        terms = []
+        terms, is_verdict = [], []
         for p, a in batch:
             logits = model(input_ids=torch.tensor([p + a])).logits[0]
             terms += [F.cross_entropy(logits[len(p) - 1 + j][None], torch.tensor([a[j]])) for j in range(len(a))]
-    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-4)
+            is_verdict += [t in stream.verdict_tokens for t in a]
+    terms = torch.stack(terms)
+    assert loss.item() == pytest.approx(terms.mean().item(), rel=1e-4)
+    # the score digits weighted 4 against 1 for the format tokens: a weighted mean; the verdict loss is theirs alone
+    loss, _, verdict_loss = answer_loss(model, batch, tok.pad_token_id, verdict_tokens=stream.verdict_tokens, verdict_weight=4.0)
+    w = torch.tensor([4.0 if v else 1.0 for v in is_verdict])
+    assert sum(is_verdict) == 2 * len(batch)  # two digits per answer
+    assert loss.item() == pytest.approx(((terms * w).sum() / w.sum()).item(), rel=1e-4)
+    assert verdict_loss.item() == pytest.approx(terms[torch.tensor(is_verdict)].mean().item(), rel=1e-4)
+
+
+def test_verdict_tokens_are_the_score_digits(random_lm, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(random_lm)
+    world = write_topic_world(tmp_path / "w", 4, seed=4)
+    stream = JudgeExamples(tok, load_judge_template(PROMPT), [read_labelled(world)], JudgeTrainSettings())
+    assert sorted(tok.decode([t]) for t in stream.verdict_tokens) == ["0", "2"]
+    with pytest.raises(ValueError, match=r"--relevant-fraction must be in \(0, 1\), got 1.0"):
+        JudgeExamples(tok, load_judge_template(PROMPT), [read_labelled(world)], JudgeTrainSettings(relevant_fraction=1.0))
 
 
 def test_cli_builds_and_fine_tunes(tmp_path):
