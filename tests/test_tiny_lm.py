@@ -186,6 +186,8 @@ def test_cli_builds_and_fine_tunes(tmp_path):
     )
     info = json.loads((out / "boostmdr_tiny_lm.json").read_text())
     assert info["judge_finetuning"]["steps"] == 3 and info["judge_finetuning"]["data"] == [str(world)]
+    # the verdict token's loss is recorded apart from the whole answer's (it is what decides; see answer_loss)
+    assert info["judge_finetuning"]["final_verdict_loss"] > 0 and info["judge_finetuning"]["verdict_weight"] == 1.0
     assert "saved tiny LM" in (tmp_path / "lm.log").read_text()
 
 
