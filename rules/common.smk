@@ -804,6 +804,11 @@ def get_benchmark_patterns(wildcards):
     return {r.name: str(r.benchmark) for r in workflow.rules if r.benchmark is not None}
 
 
+def get_global_wildcard_constraints(wildcards):
+    """The workflow's global wildcard constraints: the cost table matches a wildcard as the rules do."""
+    return dict(workflow.wildcard_constraints)
+
+
 def get_rule_stages(wildcards):
     """Each rule's stage: the rules file it is defined in (rules/stage1.smk -> stage1)."""
     return {r.name: os.path.splitext(os.path.basename(str(r.snakefile)))[0] for r in workflow.rules}

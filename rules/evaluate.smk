@@ -68,6 +68,7 @@ rule cost_table:
         patterns=get_benchmark_patterns,
         stages=get_rule_stages,
         gpu_rules=get_gpu_rules,
+        constraints=get_global_wildcard_constraints,
     log:
         log_file("cost_table", "cost"),
     localrule: True

@@ -42,12 +42,16 @@ def test_a_file_is_attributed_to_its_rule_and_wildcards_by_the_patterns(monkeypa
         cost.attribute("results/benchmarks/train/bge/full/extra.tsv", PATTERNS)
     assert cost.pattern_regex("a/{x}/{y,[0-9]+}/{x}.tsv").fullmatch("a/p/7/p.tsv")
     assert not cost.pattern_regex("a/{x}/{y}/{x}.tsv").fullmatch("a/p/7/q.tsv")
-    # a query set is `train` or a generated set's path: {queries} spans components, the others still do not
+    # a query set is `train` or a generated set's path: the workflow's constraint lets {queries} span components,
+    # the unconstrained wildcards still match one
     fuse = {"fuse": "results/benchmarks/fuse/{ensemble}/{queries}/{lang}.tsv"}
+    queries = {"queries": "train|pdbg/me5_bge/llm/positive/keep-0/n6/llm/mift-pdbg"}
     assert cost.attribute("results/benchmarks/fuse/me5_bge/pdbg/me5_bge/llm/positive/keep-0/n6/llm/mift-pdbg/sw.tsv",
-                          fuse) == ("fuse", {"ensemble": "me5_bge", "queries": "pdbg/me5_bge/llm/positive/keep-0/n6/llm/mift-pdbg",
+                          fuse, queries) == ("fuse", {"ensemble": "me5_bge", "queries": "pdbg/me5_bge/llm/positive/keep-0/n6/llm/mift-pdbg",
                                              "lang": "sw"})  # fmt: skip
-    assert cost.attribute("results/benchmarks/fuse/me5_bge/train/sw.tsv", fuse)[1]["queries"] == "train"
+    assert cost.attribute("results/benchmarks/fuse/me5_bge/train/sw.tsv", fuse, queries)[1]["queries"] == "train"
+    with pytest.raises(ValueError, match="matches no rule's benchmark pattern"):  # without the constraint: one component
+        cost.attribute("results/benchmarks/fuse/me5_bge/pdbg/me5_bge/llm/positive/keep-0/n6/llm/mift-pdbg/sw.tsv", fuse)
 
 
 def test_hours_per_rule_stage_and_variant_match_hand_computed_sums(tmp_path, monkeypatch):
@@ -118,6 +122,7 @@ def test_script_runs_under_snakemake_and_writes_the_table(tmp_path):
                     patterns={{"train": "results/benchmarks/train/{{backbone}}/{{variant}}.tsv"}},
                     stages={{"train": "training"}},
                     gpu_rules={{"train": 2}},
+                    constraints={{"variant": "full|wo_stage1"}},
                 log: "results/logs/cost.log"
                 script: "{ROOT / 'scripts' / 'cost_table.py'}"
             """

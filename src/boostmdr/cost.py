@@ -66,20 +66,17 @@ class Total:
         self.cpu_missing += job.cpu_missing
 
 
-PATH_WILDCARDS = frozenset({"queries"})
-"""Wildcards whose values may hold slashes: a query set is ``train`` or a generated set's path
-(``pdbg/<ensemble>/<judge>/...``, rules/common.smk ``query_set_name``)."""
-
-
-def pattern_regex(pattern: str) -> re.Pattern[str]:
+def pattern_regex(pattern: str, constraints: Mapping[str, str] | None = None) -> re.Pattern[str]:
     """A regex matching the paths of a Snakemake file pattern; each wildcard is a named group that matches
-    one path component, or one or more for :data:`PATH_WILDCARDS` (a wildcard repeated in the pattern must
-    repeat its value)."""
+    what its constraint allows, as in Snakemake: the pattern's own (``{name,regex}``), else the workflow's
+    global one in ``constraints`` (a query set, e.g., is ``train`` or a generated set's path with slashes),
+    else one path component. A wildcard repeated in the pattern must repeat its value."""
+    constraints = constraints or {}
     out, seen, pos = [], set(), 0
     for m in _WILDCARD.finditer(pattern):
         out.append(re.escape(pattern[pos : m.start()]))
-        name = m.group(1)
-        value = ".+" if name in PATH_WILDCARDS else "[^/]+"
+        name, inline = m.group(1), m.group(0)[1:-1].partition(",")[2].strip()
+        value = f"(?:{inline or constraints.get(name) or '[^/]+'})"
         out.append(f"(?P={name})" if name in seen else f"(?P<{name}>{value})")
         seen.add(name)
         pos = m.end()
@@ -87,11 +84,14 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def attribute(path: str | os.PathLike, patterns: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-    """``(rule, wildcards)`` of a benchmark file, from the rules' benchmark patterns."""
+def attribute(
+    path: str | os.PathLike, patterns: Mapping[str, str], constraints: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """``(rule, wildcards)`` of a benchmark file, from the rules' benchmark patterns and the workflow's global
+    wildcard constraints."""
     norm = os.path.normpath(str(path))
     for rule, pattern in patterns.items():
-        m = pattern_regex(os.path.normpath(pattern)).fullmatch(norm)
+        m = pattern_regex(os.path.normpath(pattern), constraints).fullmatch(norm)
         if m:
             return rule, m.groupdict()
     raise ValueError(
@@ -132,13 +132,14 @@ def job_costs(
     patterns: Mapping[str, str],
     stages: Mapping[str, str] | None = None,
     gpu_rules: Mapping[str, int] | None = None,
+    constraints: Mapping[str, str] | None = None,
 ) -> list[JobCost]:
     """One :class:`JobCost` per benchmark file; a rule's stage is ``stages[rule]`` (default: the rule)."""
     gpus = normalize_gpu_rules(gpu_rules)
     stages = stages or {}
     out = []
     for path in paths:
-        rule, wildcards = attribute(path, patterns)
+        rule, wildcards = attribute(path, patterns, constraints)
         wall, cpu, missing = read_benchmark(path)
         variant = wildcards.get("variant", SHARED)
         out.append(JobCost(rule, stages.get(rule, rule), variant, wall, cpu, wall * gpus.get(rule, 0), missing))
@@ -180,10 +181,11 @@ def cost_tables(
     patterns: Mapping[str, str],
     stages: Mapping[str, str] | None = None,
     gpu_rules: Mapping[str, int] | None = None,
+    constraints: Mapping[str, str] | None = None,
 ) -> tuple[list[Table], list[str]]:
     """The cost tables (per rule, per stage, per stage and variant) and the notes under them."""
     stages = dict(stages or {})
-    rules, per_stage, pairs, total = aggregate(job_costs(paths, patterns, stages, gpu_rules), stages.values())
+    rules, per_stage, pairs, total = aggregate(job_costs(paths, patterns, stages, gpu_rules, constraints), stages.values())
     by_rule = Table(
         title="Where the time goes, per rule",
         columns=("Jobs", "Seconds in all", "Seconds per job", "CPU h", "GPU h"),
@@ -223,7 +225,8 @@ def cost_tables(
 
 def write_cost_table(smk) -> None:
     """Snakemake ``script:`` entry point (``scripts/cost_table.py``): params ``patterns`` (rule -> benchmark
-    pattern), ``stages`` (rule -> stage), ``gpu_rules`` (rule -> GPUs); outputs the markdown file and, when the
+    pattern), ``stages`` (rule -> stage), ``gpu_rules`` (rule -> GPUs), ``constraints`` (the global wildcard
+    constraints); outputs the markdown file and, when the
     rule declares one, an HTML page of the same tables (``.html``, for the report)."""
     from boostmdr.formats import atomic_write
     from boostmdr.tables import html_page, html_table, to_markdown
@@ -231,7 +234,9 @@ def write_cost_table(smk) -> None:
 
     setup_logging(smk.log[0] if smk.log else None)
     params = smk.params
-    tables, notes = cost_tables(list(smk.input), dict(params.patterns), dict(params.stages), dict(params.gpu_rules))
+    tables, notes = cost_tables(
+        list(smk.input), dict(params.patterns), dict(params.stages), dict(params.gpu_rules), dict(params.constraints)
+    )
     for out in smk.output:
         if str(out).endswith(".html"):
             import html
