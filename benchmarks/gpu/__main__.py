@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--device cpu needs --tiny: the real shapes would take hours on a CPU")
     if args.train_steps is not None and args.train_steps < MIN_TRAIN_STEPS:
         parser.error(f"--train-steps must be >= {MIN_TRAIN_STEPS}: the loss of the first 50 steps is compared "
-                     "with the loss of the last 50")  # fmt: skip
+                     "with the loss of the last 50, and they must differ by 10 steps at least")  # fmt: skip
     selected = [c for name, c in checks.items() if (not args.only or name in args.only) and name not in args.skip]
     if not selected:
         parser.error("no check left to run")

@@ -57,6 +57,8 @@ TOLERANCE = {"cpu": 1e-5, "cuda": 1e-5}
 NOISE_FACTOR = 3.0
 """Largest relative weight difference (see the module docstring) between runs that must agree."""
 NEGATIVES_PER_QUERY = 30
+NOISE_RUN = "bf16-checkpointing-repeat"
+"""The second run of the ``train-bf16-checkpointing`` command, whose difference from the first is the noise."""
 
 
 @dataclass(frozen=True)
@@ -179,14 +181,15 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 def _run(ctx: Context, name: str, checkpointing: bool) -> Run:
     """The trainer to completion (no state saves), once per run of the checks: a later check that needs
-    the same run gets its result, or its failure, without training again."""
+    the same run gets its result, or its failure, without training again. A run started in the
+    background (:func:`_start`) is waited for."""
     key = f"train:run:{name}"
     if key not in ctx.cache:
-        setup = _setup(ctx)
-        base = ctx.workdir / "train" / name
-        cmd = _command(ctx, setup, base / "out", base / "state", checkpointing, save_steps=0)
+        _start(ctx, name, checkpointing)
+    pending = ctx.cache[key]
+    if isinstance(pending, _Pending):
         try:
-            ctx.cache[key] = _complete(ctx, cmd, base / "out", base / "output.txt")
+            ctx.cache[key] = _finish(ctx, pending)
         except CheckFailed as err:
             ctx.cache[key] = err
     result = ctx.cache[key]
@@ -195,18 +198,50 @@ def _run(ctx: Context, name: str, checkpointing: bool) -> Run:
     return result
 
 
+def _settle(ctx: Context, name: str) -> None:
+    """Wait for run ``name`` if it was started in the background (its result or failure is kept)."""
+    if isinstance(ctx.cache.get(f"train:run:{name}"), _Pending):
+        try:
+            _run(ctx, name, checkpointing=True)
+        except CheckFailed:
+            pass
+
+
+@dataclass(frozen=True)
+class _Pending:
+    proc: subprocess.Popen
+    out: Path
+    output: Path
+    started: float
+
+
+def _start(ctx: Context, name: str, checkpointing: bool) -> None:
+    """Launch run ``name`` without waiting for it (nothing happens if it was started already)."""
+    key = f"train:run:{name}"
+    if key in ctx.cache:
+        return
+    setup = _setup(ctx)
+    base = ctx.workdir / "train" / name
+    cmd = _command(ctx, setup, base / "out", base / "state", checkpointing, save_steps=0)
+    ctx.cache[key] = _Pending(_launch(ctx, cmd, base / "output.txt"), base / "out", base / "output.txt", time.perf_counter())
+
+
 def _complete(ctx: Context, cmd: list[str], out: Path, output: Path) -> Run:
-    t0 = time.perf_counter()
-    proc = _launch(ctx, cmd, output)
+    return _finish(ctx, _Pending(_launch(ctx, cmd, output), out, output, time.perf_counter()))
+
+
+def _finish(ctx: Context, run: _Pending) -> Run:
+    """Wait for a launched run (within the scale's time limit from its start) and read its summary."""
+    left = ctx.scale.train_timeout_s - (time.perf_counter() - run.started)
     try:
-        rc = proc.wait(timeout=ctx.scale.train_timeout_s)
+        rc = run.proc.wait(timeout=max(left, 0.0))
     except subprocess.TimeoutExpired:
-        _kill(proc)
-        raise CheckFailed(f"the trainer ran past {ctx.scale.train_timeout_s:.0f} s; its output ends:\n{_tail(output)}")
+        _kill(run.proc)
+        raise CheckFailed(f"the trainer ran past {ctx.scale.train_timeout_s:.0f} s; its output ends:\n{_tail(run.output)}")
     if rc != 0:
-        raise CheckFailed(f"the trainer exited with {rc}; its output ends:\n{_tail(output)}")
-    summary = _read_json(out / "training_summary.json")
-    return Run(out, summary, time.perf_counter() - t0, output)
+        raise CheckFailed(f"the trainer exited with {rc}; its output ends:\n{_tail(run.output)}")
+    summary = _read_json(run.out / "training_summary.json")
+    return Run(run.out, summary, time.perf_counter() - run.started, run.output)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -287,11 +322,12 @@ def _cpu_note(ctx: Context) -> list[str]:
 
 def _tolerance(ctx: Context, setup: Any, m: dict[str, Any]) -> float:
     """The allowed relative weight difference: on CPU :data:`TOLERANCE`; on GPU :data:`NOISE_FACTOR` times
-    the difference between two runs of the same ``train-bf16`` command (the second run is made once)."""
+    the difference between two runs of the same ``train-bf16-checkpointing`` command (the second run,
+    :data:`NOISE_RUN`, is made once; ``train-resume`` starts it beside its own runs)."""
     tol = TOLERANCE[ctx.device]
     if ctx.device == "cpu":
         return tol
-    noise = weight_difference(_run(ctx, "bf16-repeat", checkpointing=False).out, _run(ctx, "bf16", checkpointing=False).out,
+    noise = weight_difference(_run(ctx, NOISE_RUN, checkpointing=True).out, _run(ctx, "bf16-checkpointing", checkpointing=True).out,
                               setup.model)["relative"]
     m["noise_identical_runs"] = noise
     return max(tol, NOISE_FACTOR * noise)
@@ -305,36 +341,27 @@ def train_bf16(ctx: Context) -> Outcome:
     return Outcome(_summary(m), m, _cpu_note(ctx))
 
 
-@register("train-bf16-checkpointing", "the same with gradient checkpointing; same weights")
-def train_bf16_checkpointing(ctx: Context) -> Outcome:
-    setup = _setup(ctx)
-    run = _run(ctx, "bf16-checkpointing", checkpointing=True)
-    m = _train_metrics(ctx, setup, run)
-    notes = _cpu_note(ctx)
-    summary = _summary(m)
-    try:
-        plain = _run(ctx, "bf16", checkpointing=False)
-    except CheckFailed as err:  # e.g. out of memory without checkpointing: nothing to compare with
-        notes.append(f"no comparison with train-bf16: {str(err).splitlines()[0]}")
-    else:
-        d = weight_difference(run.out, plain.out, setup.model)
-        m["weights_vs_no_checkpointing"] = d
-        tol = _tolerance(ctx, setup, m)
-        summary += f"; weights vs no checkpointing {d['relative']:.1e} (tol {tol:g})"
-        if not d["relative"] <= tol:
-            raise CheckFailed(f"weights differ from train-bf16's by {d['relative']:.3e} > {tol:g} (relative)", m)
-    return Outcome(summary, m, notes)
-
-
 @register("train-resume", "SIGKILL after a saved state, same command again: same weights")
 def train_resume(ctx: Context) -> Outcome:
     sc = ctx.scale
     setup = _setup(ctx)
-    base = ctx.workdir / "train" / "resume"
+    m: dict[str, Any] = {"save_steps": sc.train_save_steps, "steps": sc.train_steps}
+    # The uninterrupted run first, alone on the device (its throughput is train-bf16-checkpointing's);
+    # then the noise run beside the interrupted one, whose speed nothing reports.
+    reference = _run(ctx, "bf16-checkpointing", checkpointing=True)
+    if ctx.device == "cuda":
+        _start(ctx, NOISE_RUN, checkpointing=True)
+    try:
+        return _kill_and_resume(ctx, setup, ctx.workdir / "train" / "resume", reference, m)
+    finally:
+        _settle(ctx, NOISE_RUN)
+
+
+def _kill_and_resume(ctx: Context, setup: Setup, base: Path, reference: Run, m: dict[str, Any]) -> Outcome:
+    """``train-resume`` once the uninterrupted reference has run: kill at the first save, run again, compare."""
+    sc = ctx.scale
     out, state, output = base / "out", base / "state", base / "output.txt"
     cmd = _command(ctx, setup, out, state, checkpointing=True, save_steps=sc.train_save_steps)
-    m: dict[str, Any] = {"save_steps": sc.train_save_steps, "steps": sc.train_steps}
-
     victim = _launch(ctx, cmd, output)
     deadline = time.monotonic() + sc.train_timeout_s
     saved: list[Path] = []
@@ -364,7 +391,6 @@ def train_resume(ctx: Context) -> Outcome:
         raise CheckFailed(
             f"resumed from {m['resumed_from_step']} (saved: {saved_step}), ended at step {resumed.summary['steps']}", m
         )
-    reference = _run(ctx, "bf16-checkpointing", checkpointing=True)
     d = weight_difference(resumed.out, reference.out, setup.model)
     m["weights_vs_uninterrupted"] = d
     m["final_loss"] = resumed.summary["final_loss"]
@@ -378,3 +404,24 @@ def train_resume(ctx: Context) -> Outcome:
         f"{d['relative']:.1e} (tol {tol:g}), final loss {m['final_loss']:.4f} vs {m['final_loss_uninterrupted']:.4f}"
     )
     return Outcome(summary, m, _cpu_note(ctx))
+
+
+@register("train-bf16-checkpointing", "the same with gradient checkpointing; same weights")
+def train_bf16_checkpointing(ctx: Context) -> Outcome:
+    setup = _setup(ctx)
+    run = _run(ctx, "bf16-checkpointing", checkpointing=True)
+    m = _train_metrics(ctx, setup, run)
+    notes = _cpu_note(ctx)
+    summary = _summary(m)
+    try:
+        plain = _run(ctx, "bf16", checkpointing=False)
+    except CheckFailed as err:  # e.g. out of memory without checkpointing: nothing to compare with
+        notes.append(f"no comparison with train-bf16: {str(err).splitlines()[0]}")
+    else:
+        d = weight_difference(run.out, plain.out, setup.model)
+        m["weights_vs_no_checkpointing"] = d
+        tol = _tolerance(ctx, setup, m)
+        summary += f"; weights vs no checkpointing {d['relative']:.1e} (tol {tol:g})"
+        if not d["relative"] <= tol:
+            raise CheckFailed(f"weights differ from train-bf16's by {d['relative']:.3e} > {tol:g} (relative)", m)
+    return Outcome(summary, m, notes)
