@@ -460,7 +460,7 @@ def get_mine_corpus(wildcards):
 
 # The options of boostmdr.llm.options, split by whether they can change what the LLM writes. Each is a key of a
 # judge's config entry with the same name (max_model_len <-> --max-model-len).
-LLM_RESULT_OPTIONS = {"transformers": ("dtype",), "vllm": ("dtype", "max_model_len"), "http": ("endpoint",)}
+LLM_RESULT_OPTIONS = {"transformers": ("dtype", "attn_implementation"), "vllm": ("dtype", "max_model_len"), "http": ("endpoint",)}
 LLM_RUN_OPTIONS = {
     "transformers": ("device", "max_batch_rows"),
     "vllm": ("tensor_parallel_size", "gpu_memory_utilization"),

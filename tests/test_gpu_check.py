@@ -90,7 +90,8 @@ def test_cpu_dry_run_runs_every_check_and_reports_real_numbers(tmp_path):
     assert 0 < j["generated_tokens"] <= 24 * 4 and j["prefilled_tokens"] > 0 and j["generated_tokens_per_s"] > 0
     assert j["backend_stats"]["reused_prefix_tokens"] > 0  # the template prefix is computed once per batch
     g = rows["llm-generate"]["metrics"]
-    assert g["requests_identical_on_repeat"] == g["requests"] == 3
+    assert g["requests_identical_on_repeat"] == g["requests"] == 3 == g["requests_identical_on_repeat_default_attention"]
+    assert g["repeat_backend"]["attn_implementation"] == "eager" and g["backend"]["attn_implementation"] == "sdpa"
     assert 0 < g["generated_tokens"] <= 3 * 2 * 6 and g["generated_tokens_per_s"] > 0
     lora = rows["mift-lora"]["metrics"]
     assert lora["steps"] == 8 and lora["last_logged_loss"] < lora["first_logged_loss"]  # 64 examples / (8 x 2) x 2 epochs

@@ -438,3 +438,23 @@ def test_judge_verdicts_over_http_match_the_judge_protocol(served, tmp_path):
     assert sum(r["verdict"] is not None for r in recs) >= 8
     for r in recs:
         assert r["verdict"] == majority_vote([s["score"] for s in r["samples"]])
+
+
+def test_transformers_eager_attention_is_a_setting_that_gives_the_default_texts(model_dir, one_at_a_time):
+    """``attn_implementation: eager`` (what makes sampling on CUDA repeat bit for bit, README "GPU check")
+    reaches the model from the command line, and on this model writes what the default SDPA writes."""
+    import argparse
+
+    from boostmdr.llm.options import add_backend_arguments, backend_settings
+
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    base = ["--backend", "transformers", "--model", str(model_dir), "--device", "cpu"]
+    assert backend_settings(parser.parse_args(base))["attn_implementation"] is None
+    settings = backend_settings(parser.parse_args([*base, "--attn-implementation", "eager"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--attn-implementation", "flash"])
+    reqs = _mixed_requests()
+    with get_backend("transformers", **settings) as b:
+        assert b.describe()["attn_implementation"] == "eager" != one_at_a_time.describe()["attn_implementation"]
+        assert [r.texts for r in b.generate(reqs)] == [r.texts for r in one_at_a_time.generate(reqs)]

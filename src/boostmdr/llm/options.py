@@ -6,7 +6,8 @@
 (``judges.<name>.max_model_len`` is ``--max-model-len``), so everything that can change an output is
 reachable from the config, and the workflow passes it through ``params`` (a change reruns what it affects).
 
-Options that change outputs: ``--backend``, ``--model``, ``--dtype``, ``--max-model-len`` (vLLM's context),
+Options that change outputs: ``--backend``, ``--model``, ``--dtype``, ``--attn-implementation`` (transformers:
+``eager`` makes sampling on CUDA repeat bit for bit, ``sdpa`` does not), ``--max-model-len`` (vLLM's context),
 ``--endpoint`` (HTTP: completions or chat), ``--adapter`` (a LoRA adapter applied to the model; the
 workflow passes it as a rule input, not from the config). Options that only change speed or robustness:
 ``--device``, ``--max-batch-rows``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``, ``--concurrency``,
@@ -23,6 +24,7 @@ BACKEND_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "dtype": "auto",
     "max_batch_rows": 64,
+    "attn_implementation": None,
     "tensor_parallel_size": 1,
     "gpu_memory_utilization": 0.9,
     "max_model_len": None,
@@ -56,6 +58,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         default=d["max_batch_rows"],
         help="transformers: rows (prompts x samples) decoded together; at most one prompt's samples: one prompt at a time",
     )
+    parser.add_argument(
+        "--attn-implementation",
+        choices=["sdpa", "eager"],
+        default=d["attn_implementation"],
+        help="transformers: attention kernels (default: the model's, sdpa where available; eager repeats sampling "
+        "on CUDA bit for bit)",
+    )
     parser.add_argument("--tensor-parallel-size", type=int, default=d["tensor_parallel_size"], help="vllm: GPUs per model")
     parser.add_argument("--gpu-memory-utilization", type=float, default=d["gpu_memory_utilization"], help="vllm")
     parser.add_argument("--max-model-len", type=int, default=d["max_model_len"], help="vllm: context length to reserve")
@@ -77,7 +86,7 @@ def backend_settings(args: argparse.Namespace, seed: int = 0) -> dict[str, Any]:
     if args.backend == "transformers":
         return {
             "model": args.model, "device": args.device, "dtype": args.dtype, "max_batch_rows": args.max_batch_rows,
-            "adapter": adapter,
+            "adapter": adapter, "attn_implementation": getattr(args, "attn_implementation", None),
         }  # fmt: skip
     if args.backend == "vllm":
         return {

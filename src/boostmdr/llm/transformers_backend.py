@@ -27,7 +27,12 @@ Sampling: greedy at temperature 0; otherwise the nucleus (top-p) is cut as a pro
 one uniform number from the row's generator picks a token by inverse CDF, all rows in a few batched
 tensor operations. A sample is reproducible from its seed for a given batch composition; another
 composition changes the logits in their last float bits only (tested: within 1e-4, same texts on the
-test model), which can flip a draw only at a near-tie.
+test model), which can flip a draw only at a near-tie. On CUDA that holds with ``attn_implementation``
+``eager`` only: PyTorch's scaled-dot-product attention (transformers' default, ``sdpa``) is bitwise
+deterministic in the prefill but not in the decoding steps (measured on an H200 with a random-weight
+Llama: the same call made twice gave the same 16 prompts x 4 samples with ``eager``, and 4 of 16 with
+``sdpa``, with its memory-efficient and flash kernels or without; greedy decoding too diverged once).
+The workflow stays reproducible either way through its generation and verdict caches.
 
 Structured output: a request with a ``choice`` constraint (:mod:`boostmdr.llm.constraint`) is decoded
 under it. Each choice is tokenised on its own into a :class:`~boostmdr.llm.constraint.ChoiceTrie`; at every
@@ -130,6 +135,7 @@ class TransformersBackend(Backend):
         min_shared_prefix: int = 8,
         max_batch_rows: int = 64,
         adapter: str | None = None,
+        attn_implementation: str | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -146,7 +152,8 @@ class TransformersBackend(Backend):
             raise ValueError(f"transformers backend: unknown dtype {dtype!r} (use auto, float32, bfloat16, float16)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self._model_name)
-            self.model = AutoModelForCausalLM.from_pretrained(self._model_name, dtype=torch_dtype)
+            extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+            self.model = AutoModelForCausalLM.from_pretrained(self._model_name, dtype=torch_dtype, **extra)
         except OSError as err:
             raise BackendError(f"transformers backend: cannot load model {self._model_name!r} ({err})") from err
         self.adapter = str(adapter) if adapter else None
@@ -183,6 +190,7 @@ class TransformersBackend(Backend):
             "device": str(self.device),
             "share_prefix": self.share_prefix,
             "max_batch_rows": self.max_batch_rows,
+            "attn_implementation": self.model.config._attn_implementation,
             **({"adapter": self.adapter} if self.adapter else {}),
         }
 
