@@ -12,6 +12,10 @@ alternate for a few timed rounds; throughput is query groups per second of each 
 The manifest run trains the same model on the same data and batch size from a manifest written by
 :mod:`boostmdr.batching` (topic-balanced batches, proportion weights, the paper's loss weighting); its
 throughput should stay within 5% of the shuffled sampler's (the replay is a lookup per step).
+
+Length buckets: our trainer with its step's passages encoded in 4 length-sorted chunks (``--length-buckets 4``,
+the demo's setting) against one batch padded to its longest, on passages of 10-100 words (the demo's spread of
+lengths: about 30-160 tokens around a mean of 70).
 """
 
 from __future__ import annotations
@@ -35,20 +39,22 @@ THREADS = 1
 SEED = 0
 
 
-def _texts(vocab_file: Path, n_queries: int, n_passages: int) -> tuple[list[str], list[str]]:
+def _texts(
+    vocab_file: Path, n_queries: int, n_passages: int, passage_words: tuple[int, int] = (25, 50)
+) -> tuple[list[str], list[str]]:
     """English-looking queries (6-14 words) and passages (25-50 words) from the model's own vocabulary."""
     words = [w for w in vocab_file.read_text(encoding="utf-8").split("\n") if re.fullmatch(r"[a-z]{3,12}", w)]
     rng = random.Random(SEED)
     queries = [" ".join(rng.choices(words, k=rng.randint(6, 14))) + "?" for _ in range(n_queries)]
-    passages = [" ".join(rng.choices(words, k=rng.randint(25, 50))) + "." for _ in range(n_passages)]
+    passages = [" ".join(rng.choices(words, k=rng.randint(*passage_words))) + "." for _ in range(n_passages)]
     return queries, passages
 
 
-def _dataset(model_path: Path):
+def _dataset(model_path: Path, passage_words: tuple[int, int] = (25, 50)):
     from boostmdr.training_data import GroupDataset, PoolQuery
 
     n_queries = BATCH * (STEPS + WARMUP_STEPS)
-    queries, passages = _texts(model_path / "vocab.txt", n_queries, n_queries * GROUP)
+    queries, passages = _texts(model_path / "vocab.txt", n_queries, n_queries * GROUP, passage_words)
     records, texts = [], {}
     for i, query in enumerate(queries):
         docids = [f"{i}-{j}" for j in range(GROUP)]
@@ -72,7 +78,7 @@ def _manifest(dataset, directory: Path) -> Path:
     return path
 
 
-def _ours(model_path: Path, dataset, steps: int, manifest: Path | None = None) -> float:
+def _ours(model_path: Path, dataset, steps: int, manifest: Path | None = None, length_buckets: int = 1) -> float:
     from boostmdr.encoder import Encoder
     from boostmdr.sampler import ShuffledBatchSampler, build_sampler
     from boostmdr.train import TrainConfig, train
@@ -81,7 +87,7 @@ def _ours(model_path: Path, dataset, steps: int, manifest: Path | None = None) -
         model_path, overrides={"pooling": "mean", "normalize": True, "q_max_len": 256, "p_max_len": 256}, device="cpu"
     )
     config = TrainConfig(epochs=1, batch_size=BATCH, group_size=GROUP, lr=2e-5, temperature=0.05, similarity="cos",
-                         seed=SEED, max_steps=steps, save_steps=0)  # fmt: skip
+                         seed=SEED, max_steps=steps, save_steps=0, length_buckets=length_buckets)  # fmt: skip
     t0 = time.perf_counter()
     if manifest is None:
         sampler, provider = ShuffledBatchSampler(len(dataset), BATCH, SEED), None
@@ -143,7 +149,14 @@ def run() -> list[str]:
             ours_s.append(_ours(model_path, dataset, STEPS))
             replay_s.append(_ours(model_path, dataset, STEPS, manifest))
             theirs_s.append(_theirs(model_path, dataset, STEPS))
+        spread = _dataset(model_path, (10, 100))
+        _ours(model_path, spread, WARMUP_STEPS, length_buckets=4)
+        one_s, four_s = [], []
+        for _ in range(ROUNDS):
+            one_s.append(_ours(model_path, spread, STEPS))
+            four_s.append(_ours(model_path, spread, STEPS, length_buckets=4))
     ours, replay, theirs = groups / min(ours_s), groups / min(replay_s), groups / min(theirs_s)
+    one, four = groups / min(one_s), groups / min(four_s)
     return [
         f"all-MiniLM-L6-v2, {STEPS} steps x {BATCH} queries x group {GROUP} (passages 25-50 words), "
         f"{THREADS} thread(s), CPU, best of {ROUNDS} alternating rounds",
@@ -153,6 +166,10 @@ def run() -> list[str]:
         f"{'SentenceTransformerTrainer + MNRL':<56} {theirs:>9.2f}",
         f"ratio ours/theirs: {ours / theirs:.2f}x",
         f"ratio manifest replay/shuffled: {replay / ours:.3f}x (target: within 5%)",
+        "passages of 10-100 words:",
+        f"{'boostmdr.train, one batch padded to its longest':<56} {one:>9.2f}",
+        f"{'boostmdr.train, --length-buckets 4':<56} {four:>9.2f}",
+        f"ratio 4 length buckets/1: {four / one:.2f}x",
     ]
 
 

@@ -665,6 +665,7 @@ def get_train_params(wildcards):
         "warmup_ratio": t["warmup_ratio"],
         "seed": t["seed"],
         "loss_weighting": VARIANTS[wildcards.variant]["batching"]["loss_weighting"],
+        "length_buckets": t["length_buckets"],
     }
 
 

@@ -44,5 +44,6 @@ rule train:
         " --group-size {params.hp[group_size]} --similarity {params.hp[similarity]}"
         " --temperature {params.hp[temperature]} --warmup-ratio {params.hp[warmup_ratio]} --seed {params.hp[seed]}"
         " --sampler manifest --sampler-arg manifest={input.manifest} --loss-weighting {params.hp[loss_weighting]}"
+        " --length-buckets {params.hp[length_buckets]}"
         " --save-steps {resources.save_steps} {params.precision} {params.checkpointing}"
         " --threads {threads} --log-file {log}"

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from boostmdr.encoder import Encoder, EncoderSettings
 from boostmdr.formats import read_manifest
 from boostmdr.sampler import BatchWeights, ShuffledBatchSampler, build_sampler
-from boostmdr.train import TrainConfig, latest_checkpoint, main, train
+from boostmdr.train import TrainConfig, _BiEncoder, latest_checkpoint, length_buckets, main, train
 from boostmdr.training_data import GroupDataset, parse_corpus_args
 
 from train_fixtures import make_tiny_model, make_toy_data, make_toy_manifest
@@ -227,6 +227,7 @@ def test_gpu_switches_are_logged_and_ignored_on_cpu(toy, caplog):
         ({"similarity": "l2"}, "--similarity must be one of"),
         ({"fp16": True, "bf16": True}, "--fp16 and --bf16 exclude each other"),
         ({"warmup_ratio": 1.0}, r"--warmup-ratio must be in \[0, 1\)"),
+        ({"length_buckets": 0}, "--length-buckets must be >= 1"),
     ],
 )
 def test_bad_settings_are_named(kwargs, message):
@@ -244,3 +245,34 @@ def test_cli_errors_name_the_setting(toy, tmp_path):
     with pytest.raises(ValueError, match="--corpus expects LANG=PATH, got 'sw'"):
         main([*argv, "--pooling", "cls", "--corpus", "sw"])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("buckets", [1, 3, 40])
+def test_length_buckets_embed_every_passage_as_the_padded_batch_does_and_keep_its_order(toy, buckets):
+    encoder = _encoder(toy)
+    encoder.model.eval()
+    ds = _dataset(toy)
+    passages = [p for i in range(6) for p in ds.group(i, 0).passages]  # 24 passages of different lengths
+    batch = encoder.tokenize(passages, "passage")
+    chunks, order = length_buckets(batch, buckets, multiple=None)
+    assert len(chunks) == min(buckets, len(passages))
+    lengths = batch["attention_mask"].sum(dim=1)
+    in_chunks = [n for c in chunks for n in c["attention_mask"].sum(dim=1).tolist()]
+    assert in_chunks == (sorted(lengths.tolist()) if buckets > 1 else lengths.tolist())  # shortest first
+    for c in chunks:  # each chunk is cut to its own longest row: no column of padding only
+        assert c["attention_mask"][:, -1].any() and c["input_ids"].shape == c["attention_mask"].shape
+    if buckets > 1:
+        assert sum(c["input_ids"].numel() for c in chunks) < batch["input_ids"].numel()
+    module = _BiEncoder(encoder)
+    with torch.no_grad():
+        _, whole = module(batch, [batch])
+        _, bucketed = module(batch, chunks, order)
+    torch.testing.assert_close(bucketed, whole, atol=1e-5, rtol=0)
+
+
+def test_length_buckets_round_widths_up_to_the_padding_multiple():
+    mask = torch.tensor([[1] * n + [0] * (32 - n) for n in (3, 5, 17, 20)])
+    batch = {"input_ids": mask * 7, "attention_mask": mask}
+    chunks, order = length_buckets(batch, 2, multiple=16)
+    assert [c["input_ids"].shape[1] for c in chunks] == [16, 32]
+    assert order.tolist() == [0, 1, 2, 3]

@@ -146,12 +146,12 @@ class Encoder:
             max_length=self.settings.max_len(side),
             padding=True,
             padding_side="right",  # pool() takes position 0 for cls
-            pad_to_multiple_of=self._pad_multiple(),
+            pad_to_multiple_of=self.pad_multiple(),
             return_tensors="pt",
         )
         return {k: v.to(self.device) for k, v in batch.items() if k in _MODEL_INPUTS}
 
-    def _pad_multiple(self) -> int | None:
+    def pad_multiple(self) -> int | None:
         # Tensor cores like multiples of 8/16; on CPU extra padding is pure waste.
         return 16 if self.device.type == "cuda" else None
 

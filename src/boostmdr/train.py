@@ -101,6 +101,7 @@ class TrainConfig:
     seed: int = 42
     max_steps: int | None = None
     save_steps: int = 500
+    length_buckets: int = 1
     fp16: bool = False
     bf16: bool = False
     gradient_checkpointing: bool = False
@@ -120,6 +121,7 @@ class TrainConfig:
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be >= 1"),
             (self.save_steps >= 0, "--save-steps must be >= 0 (0: only the final output)"),
             (not (self.fp16 and self.bf16), "--fp16 and --bf16 exclude each other"),
+            (self.length_buckets >= 1, "--length-buckets must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -187,8 +189,34 @@ class _BiEncoder(torch.nn.Module):
         self.model = encoder.model
         self._encoder = encoder
 
-    def forward(self, queries: Mapping[str, torch.Tensor], passages: Mapping[str, torch.Tensor]):
-        return self._encoder.embed(queries), self._encoder.embed(passages)
+    def forward(self, queries: Mapping[str, torch.Tensor], passages: Sequence[Mapping[str, torch.Tensor]],
+                order: torch.Tensor | None = None):  # fmt: skip
+        """Query and passage embeddings; ``passages`` come in length buckets (:func:`length_buckets`) whose
+        embeddings, concatenated, are put back in the batch's order by ``order``."""
+        p = torch.cat([self._encoder.embed(chunk) for chunk in passages])
+        return self._encoder.embed(queries), (p if order is None else p[order])
+
+
+def length_buckets(
+    batch: Mapping[str, torch.Tensor], buckets: int, multiple: int | None = None
+) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
+    """A right-padded batch split into ``buckets`` chunks of rows sorted by length, each cut to its own
+    longest row (rounded up to ``multiple``), and the permutation that restores the batch's order from
+    the chunks' concatenation. Every row keeps its tokens and attention mask, so its embedding is what
+    the whole batch gives it, up to float rounding of differently shaped products; the padding the
+    forward pass computes shrinks from (longest in the batch) to (longest in the row's chunk).
+    One bucket: the batch as it is and no permutation."""
+    if buckets <= 1:
+        return [dict(batch)], None
+    lengths = batch["attention_mask"].sum(dim=1)
+    by_length = torch.argsort(lengths, stable=True)
+    chunks = []
+    for rows in torch.tensor_split(by_length, min(buckets, len(by_length))):
+        width = int(lengths[rows].max())
+        if multiple:
+            width = min(-(-width // multiple) * multiple, batch["attention_mask"].shape[1])
+        chunks.append({k: v[rows, :width] for k, v in batch.items()})
+    return chunks, torch.argsort(by_length).to(lengths.device)
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -532,8 +560,9 @@ def _train_step(
     local = groups[dist_info.rank * (n // world) : (dist_info.rank + 1) * (n // world)]
     q_batch = encoder.tokenize([g.query for g in local], "query")
     p_batch = encoder.tokenize([p for g in local for p in g.passages], "passage")
+    p_chunks, order = length_buckets(p_batch, config.length_buckets, encoder.pad_multiple())
     with _autocast(encoder.device, config):
-        q_emb, p_emb = module(q_batch, p_batch)
+        q_emb, p_emb = module(q_batch, p_chunks, order)
     out = contrastive_loss(
         gather_with_local_grad(q_emb),
         gather_with_local_grad(p_emb),
@@ -640,6 +669,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--seed", type=int, default=d.seed, help="seeds batches, groups and initialisation")
     h.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (optional cap)")
     h.add_argument("--save-steps", type=int, default=d.save_steps, help="save training state every N steps (0: never)")
+    h.add_argument(
+        "--length-buckets", type=int, default=d.length_buckets,
+        help="encode a step's passages in this many chunks sorted by length, each padded to its own longest "
+        "(less padding; 1: one padded batch)",
+    )  # fmt: skip
     h.add_argument("--sampler", choices=sorted(SAMPLERS), default="shuffled", help="batch composition")
     h.add_argument("--sampler-arg", action="append", default=[], metavar="KEY=VALUE", help="option of the sampler")
     g = p.add_argument_group("GPU only (ignored on CPU)")
