@@ -368,6 +368,11 @@ def num_shards(lang):
     return int(shards.get(lang, shards["default"]))
 
 
+UNSHARDED_LANGS = [lang for lang in LANGS if num_shards(lang) == 1]
+"""Languages whose corpus is encoded as one shard: a fine-tuned model encodes and searches them in one job."""
+FINETUNED_VARIANTS = [v for v in VARIANTS if v != "zeroshot"]
+
+
 def all_corpora():
     return [data(lang, "corpus.jsonl") for lang in LANGS]
 

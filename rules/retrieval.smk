@@ -150,6 +150,47 @@ rule search_dense:
         " --tag {wildcards.backbone}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
 
 
+# A fine-tuned model's index has one reader, the search above. Where the language's corpus is one shard
+# (corpus_shards), one job encodes it in memory and searches it (python -m boostmdr.search --corpus): the work of
+# encode_corpus + search_dense without a second start-up and without the index file, on the encoder's resources.
+# A sharded language, and every zero-shot index (kept or read by several rules), keeps the two rules.
+rule search_dense_unsharded:
+    input:
+        corpus=data("{lang}", "corpus.jsonl"),
+        stats=data("{lang}", "stats.json"),
+        topics=data("{lang}", "dev.topics.tsv"),
+        model=get_model_inputs,
+    output:
+        run_file("{backbone}", "{variant}", "{lang}"),
+    wildcard_constraints:
+        backbone=DENSE_ALT,
+        variant=_alt(FINETUNED_VARIANTS),
+        lang=_alt(UNSHARDED_LANGS),
+    params:
+        model=get_model_path,
+        encoder=get_encoder_flags,
+        depth=config["retrieval"]["depth"],
+        batch_size=config["retrieval"]["batch_size"],
+    threads: get_threads("encode_corpus")
+    resources:
+        mem_mb=res("encode_corpus", "mem_mb"),
+        runtime=res("encode_corpus", "runtime"),
+        gpu=res("encode_corpus", "gpu"),
+    log:
+        log_file("search_dense_unsharded", "{backbone}/{variant}/{lang}"),
+    benchmark:
+        benchmark_file("search_dense_unsharded", "{backbone}/{variant}/{lang}")
+    conda:
+        conda_env("gpu")
+    shell:
+        "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
+        " --corpus {input.corpus} --stats {input.stats} --depth {params.depth} --batch-size {params.batch_size}"
+        " --tag {wildcards.backbone}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
+
+
+ruleorder: search_dense_unsharded > search_dense
+
+
 rule candidates_dense:
     input:
         shards=get_shard_files,

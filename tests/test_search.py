@@ -230,6 +230,15 @@ def test_encode_and_search_clis_end_to_end(tmp_path):
     pos = read_positive_scores(tmp_path / "pos3.tsv")
     assert list(pos) == ["a"] and list(pos["a"]) == ["24#0"]
     assert (tmp_path / "pos1.tsv").read_text() == (tmp_path / "pos3.tsv").read_text()
+    # --corpus: the same encoding and search in one process, no shard file: the same run and positive scores
+    common = ["--model", str(tmp_path / "m"), "--topics", str(topics), "--depth", "10", "--tag", "tiny",
+              "--positives", str(train), "--threads", "1"]  # fmt: skip
+    search.main([*common, "--corpus", str(corpus), "--stats", str(tmp_path / "stats.json"), "--batch-size", "4",
+                 "--out", str(tmp_path / "run0.trec"), "--positive-scores-out", str(tmp_path / "pos0.tsv")])  # fmt: skip
+    assert (tmp_path / "run0.trec").read_text() == run1
+    assert (tmp_path / "pos0.tsv").read_text() == (tmp_path / "pos1.tsv").read_text()
+    with pytest.raises(SystemExit):  # one of --shards and --corpus
+        search.main([*common, "--corpus", str(corpus), "--shards", str(tmp_path / "e1.0.npz"), "--out", "x"])
     # the positive's score is the same model's inner product, wherever it ranks
     enc = Encoder.from_pretrained(tmp_path / "m", device="cpu")
     q = enc.encode_queries(["w1 w2 w3"])[0]

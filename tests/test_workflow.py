@@ -249,9 +249,13 @@ def test_editing_one_variant_replans_only_that_variant(workflow_run):
     planned = _planned(workflow_run, {"variants": {"stage1": {"negatives": {"keep_verdicts": [0, 1]}}}})
     n_langs = len(OVERLAY["languages"])
     shards = yaml.safe_load((REPO / "config/config.yaml").read_text())["corpus_shards"] | OVERLAY["corpus_shards"]
-    n_shards = sum(shards.get(lang, shards["default"]) for lang in OVERLAY["languages"])
-    # its batch manifest is rebuilt from the new pool, and the batches table shows it
-    assert planned == {"pool": n_langs, "batches": 1, "train": 1, "encode_corpus": n_shards, "search_dense": n_langs,
+    per_lang = {lang: shards.get(lang, shards["default"]) for lang in OVERLAY["languages"]}
+    sharded = {lang: n for lang, n in per_lang.items() if n > 1}
+    assert sharded and len(sharded) < n_langs  # both paths: encode + search, and the one-job search of one shard
+    # its batch manifest is rebuilt from the new pool, and the batches table shows it; the new model encodes a
+    # sharded language shard by shard, then searches it, and a one-shard language in one job
+    assert planned == {"pool": n_langs, "batches": 1, "train": 1, "encode_corpus": sum(sharded.values()),
+                       "search_dense": len(sharded), "search_dense_unsharded": n_langs - len(sharded),
                        "evaluate": n_langs, "table": 2}, planned
 
 

@@ -75,8 +75,14 @@ def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     for lang, n in MIRACL_PASSAGES.items():
         assert config_shards[lang] == -(-n // 1_000_000), lang
     shards = sum(config_shards[lang] for lang in MIRACL_LANGS)
-    # Five zero-shot backbones encode every shard; each fine-tuned model (24) encodes every shard again.
-    assert counts["encode_corpus"] + counts["encode_corpus_kept"] == (5 + counts["train"]) * shards
+    # Five zero-shot backbones encode every shard; each fine-tuned model encodes every shard of a sharded language
+    # again, and encodes and searches a one-shard language in one job.
+    sharded = sum(n for lang, n in config_shards.items() if lang in MIRACL_LANGS and n > 1)
+    unsharded = sum(1 for lang in MIRACL_LANGS if config_shards[lang] == 1)
+    assert unsharded > 0 and sharded > 0
+    assert counts["encode_corpus"] + counts["encode_corpus_kept"] == 5 * shards + counts["train"] * sharded
+    assert counts["search_dense_unsharded"] == counts["train"] * unsharded
+    assert counts["search_dense"] == 5 * n_langs + counts["train"] * (n_langs - unsharded)
     # the zero-shot indexes of the candidate retrievers (me5, bge) are kept for stage 2's late readers
     assert counts["encode_corpus_kept"] == 2 * shards
     # Tables 2, 15, 16 train one model per (backbone, miner) pair, 4 backbones x 5 miners, and stage 1 alone and the

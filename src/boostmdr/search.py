@@ -5,12 +5,17 @@ to its top ``depth`` per query and merged into the running top ``depth``; only o
 time. Ranking is deterministic, ties included: score descending, then docid ascending, both inside a
 shard (a tie at a shard's cut-off is widened until every tied passage is seen) and across shards.
 
+With ``--corpus`` instead of ``--shards`` the corpus is encoded here, in memory, and searched as one shard:
+what ``python -m boostmdr.encode`` and this command do in two jobs, in one (the workflow does so where a
+language's corpus is one shard and nothing else reads its index).
+
 Optionally, for every labelled positive of a query (``train.jsonl``), the same model's score is written
 as ``qid<TAB>docid<TAB>score``, whichever shard holds the passage: the hard-negative miners compare
 candidates against it.
 
 Library entry points: :func:`search_shards` (embeddings in, run out; the generation stage reuses it
-with generated queries), :func:`dense_search` (encoder + topics), :func:`topk_inner_product`,
+with generated queries), :func:`search_embeddings` (the same over embeddings in memory),
+:func:`dense_search` (encoder + topics), :func:`encode_corpus`, :func:`topk_inner_product`,
 :func:`merge_hits`.
 """
 
@@ -20,13 +25,13 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from boostmdr.encode import DEFAULT_BATCH_SIZE
+from boostmdr.encode import DEFAULT_BATCH_SIZE, corpus_size, read_shard_passages
 from boostmdr.formats import (
     FormatError,
     Hit,
@@ -114,22 +119,36 @@ def search_shards(
     positives: Mapping[str, Sequence[str]] | None = None,
     show_progress: bool = True,
 ) -> SearchResult:
-    """Search each shard file in turn, keeping the running top ``depth`` per query.
-
-    ``q_emb`` rows match ``qids``. With ``positives`` (``{qid: [docid, ...]}``), also scores each
-    listed positive against its query, in whichever shard holds it; a positive found in no shard is an
-    error naming it.
-    """
+    """Search each shard file in turn, keeping the running top ``depth`` per query (one shard in memory
+    at a time); see :func:`search_embeddings`."""
     from tqdm.auto import tqdm
 
+    if not shards:
+        raise ValueError("no shard files to search")
+    paths = tqdm(shards, desc="search shards", disable=not show_progress or len(shards) < 2)
+    return search_embeddings(q_emb, qids, ((str(p), *read_shard(p)) for p in paths), depth, positives)
+
+
+def search_embeddings(
+    q_emb: np.ndarray,
+    qids: Sequence[str],
+    sources: Iterable[tuple[str, np.ndarray, Sequence[str]]],
+    depth: int,
+    positives: Mapping[str, Sequence[str]] | None = None,
+) -> SearchResult:
+    """Search passage embeddings ``(name, vectors [n, d], docids)`` from ``sources`` in turn, keeping the
+    running top ``depth`` per query.
+
+    ``q_emb`` rows match ``qids``. With ``positives`` (``{qid: [docid, ...]}``), also scores each
+    listed positive against its query, in whichever source holds it; a positive found in none is an
+    error naming it.
+    """
     if len(qids) != len(q_emb):
         raise ValueError(f"{len(qids)} query ids but {len(q_emb)} query vectors")
     if len(set(qids)) != len(qids):
         raise ValueError("duplicate query ids")
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
-    if not shards:
-        raise ValueError("no shard files to search")
     q_emb = np.ascontiguousarray(q_emb, dtype=np.float32)
     best: list[list[Hit]] = [[] for _ in qids]
     qrow = {q: i for i, q in enumerate(qids)}
@@ -141,14 +160,14 @@ def search_shards(
         for docid in docids:
             wanted.setdefault(docid, []).append((qrow[qid], len(pos_out)))
             pos_out.append(None)
-    seen_docs = 0
-    for path in tqdm(shards, desc="search shards", disable=not show_progress or len(shards) < 2):
+    seen_docs = n_sources = 0
+    for name, emb, ids in sources:
         t0 = time.perf_counter()
-        emb, ids = read_shard(path)
         seen_docs += len(ids)
+        n_sources += 1
         if len(ids) and len(q_emb) and emb.shape[1] != q_emb.shape[1]:
             raise FormatError(
-                path,
+                name,
                 None,
                 f"passage vectors have dimension {emb.shape[1]} but the queries {q_emb.shape[1]} "
                 "(shards encoded with a different model?)",
@@ -163,12 +182,12 @@ def search_shards(
                     continue
                 for qi, slot in targets:
                     pos_out[slot] = (qids[qi], docid, float(np.dot(q_emb[qi], emb[j])))
-        log.info("searched %s (%d passages) in %.1f s", path, len(ids), time.perf_counter() - t0)
+        log.info("searched %s (%d passages) in %.1f s", name, len(ids), time.perf_counter() - t0)
         del emb, ids
     missing = sorted({docid for docid, targets in wanted.items() if pos_out[targets[0][1]] is None})
     if missing:
         raise ValueError(
-            f"{len(missing)} labelled positive(s) are in none of the {len(shards)} shards "
+            f"{len(missing)} labelled positive(s) are in none of the {n_sources} shards "
             f"({seen_docs} passages), e.g. {missing[:5]}; were the shards made from the same corpus?"
         )
     run = {qid: hits for qid, hits in zip(qids, best, strict=True) if hits}
@@ -178,17 +197,31 @@ def search_shards(
 def dense_search(
     encoder,
     topics: Mapping[str, str],
-    shards: Sequence[str | os.PathLike],
+    shards: Sequence[str | os.PathLike] | Sequence[tuple[str, np.ndarray, Sequence[str]]],
     depth: int,
     positives: Mapping[str, Sequence[str]] | None = None,
     batch_size: int = 64,
 ) -> SearchResult:
-    """Encode ``topics`` (``{qid: query}``) as queries with ``encoder`` and run :func:`search_shards`."""
+    """Encode ``topics`` (``{qid: query}``) as queries with ``encoder`` and search ``shards``: shard files
+    (:func:`search_shards`) or passage embeddings already in memory (:func:`search_embeddings`)."""
     qids = list(topics)
     t0 = time.perf_counter()
     q_emb = encoder.encode_queries([topics[q] for q in qids], batch_size=batch_size, show_progress=len(qids) > 2000)
     log.info("encoded %d queries in %.1f s", len(qids), time.perf_counter() - t0)
+    if shards and isinstance(shards[0], tuple):
+        return search_embeddings(q_emb, qids, shards, depth, positives)
     return search_shards(q_emb, qids, shards, depth, positives)
+
+
+def encode_corpus(encoder, corpus: str | os.PathLike, stats: str | os.PathLike | None, batch_size: int,
+                  max_tokens: int | None) -> tuple[str, np.ndarray, list[str]]:  # fmt: skip
+    """The whole corpus encoded in memory, as one source for :func:`search_embeddings` (what
+    ``python -m boostmdr.encode`` writes as a single shard, without the file)."""
+    ids, texts = read_shard_passages(corpus, 0, 1, corpus_size(corpus, stats))
+    t0 = time.perf_counter()
+    emb = encoder.encode_passages(texts, batch_size=batch_size, max_tokens=max_tokens)
+    log.info("%s: %d passages encoded in %.1f s, dim %d", corpus, len(ids), time.perf_counter() - t0, emb.shape[1])
+    return str(corpus), emb, ids
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -200,7 +233,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m boostmdr.search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="encoder directory or hub id (offline)")
     parser.add_argument("--topics", required=True, help="qid<TAB>query file")
-    parser.add_argument("--shards", nargs="+", required=True, help="shard .npz files (from boostmdr.encode)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--shards", nargs="+", help="shard .npz files (from boostmdr.encode)")
+    where.add_argument("--corpus", help="prepared corpus.jsonl: encode it here, in memory, and search it (one shard)")
+    parser.add_argument("--stats", default=None, help="with --corpus: prepared stats.json (passage count)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=None,
+        help="with --corpus: most padded tokens per passage batch (default: 1024 on CPU, none on GPU)",
+    )  # fmt: skip
     parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH)
     parser.add_argument("--tag", required=True, help="run tag (6th TREC column)")
     parser.add_argument("--out", required=True, help="output TREC run")
@@ -217,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--positives and --positive-scores-out go together")
     if any(c.isspace() for c in args.tag) or not args.tag:
         parser.error(f"--tag {args.tag!r} must be non-empty and contain no whitespace")
-    for p in [args.topics, *args.shards, *([args.positives] if args.positives else [])]:
+    sources = args.shards or [args.corpus]
+    for p in [args.topics, *sources, *([args.positives] if args.positives else [])]:
         if not Path(p).is_file():
             parser.error(f"input file not found: {p}")
     if args.threads:
@@ -239,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from boostmdr.encoder import Encoder
 
     encoder = Encoder.from_pretrained(args.model, overrides=settings_overrides(args))
-    result = dense_search(encoder, topics, args.shards, args.depth, positives, batch_size=args.batch_size)
+    if args.corpus:
+        sources = [encode_corpus(encoder, args.corpus, args.stats, args.batch_size, args.max_tokens)]
+    result = dense_search(encoder, topics, sources, args.depth, positives, batch_size=args.batch_size)
     write_run(args.out, result.run, args.tag, args.depth)
     log.info("wrote %s: %d of %d queries, depth %d", args.out, len(result.run), len(topics), args.depth)
     if args.positive_scores_out:
