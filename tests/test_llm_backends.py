@@ -5,6 +5,7 @@ reaches a log or an output)."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import subprocess
@@ -458,3 +459,38 @@ def test_transformers_eager_attention_is_a_setting_that_gives_the_default_texts(
     with get_backend("transformers", **settings) as b:
         assert b.describe()["attn_implementation"] == "eager" != one_at_a_time.describe()["attn_implementation"]
         assert [r.texts for r in b.generate(reqs)] == [r.texts for r in one_at_a_time.generate(reqs)]
+
+
+def test_the_growing_cache_layer_holds_what_concatenation_holds():
+    """The transformers backend's cache layer (spare capacity instead of torch.cat at every step) against
+    transformers' own DynamicLayer through prefill, decoding steps, a crop, a deep copy, and the batch
+    operations the backend uses (repeat for samples, select when rows finish)."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from boostmdr.llm.transformers_backend import GROW_TOKENS, _growing_layer
+
+    torch.manual_seed(0)
+    ours, ref = _growing_layer()(), DynamicLayer()
+
+    def step(n: int, batch: int) -> None:
+        k, v = torch.randn(batch, 2, n, 4), torch.randn(batch, 2, n, 4)
+        got, want = ours.update(k, v), ref.update(k, v)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+        assert ours.get_seq_length() == ref.get_seq_length()
+
+    step(5, 1)  # prefill
+    step(3, 1)
+    ours.batch_repeat_interleave(3), ref.batch_repeat_interleave(3)
+    for _ in range(GROW_TOKENS + 10):  # past the first spare capacity
+        step(1, 3)
+    buffer = ours.spare[0]
+    ours.crop(-4), ref.crop(-4)
+    step(2, 3)
+    assert ours.spare[0] is buffer  # a crop keeps the buffers: the new tokens overwrite the cropped ones
+    copied = copy.deepcopy(ours)
+    rows = torch.tensor([2, 0])
+    ours.batch_select_indices(rows), ref.batch_select_indices(rows)
+    step(1, 2)
+    assert torch.equal(copied.keys[rows], ours.keys[:, :, :-1])  # the copy kept its own tensors
