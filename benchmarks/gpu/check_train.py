@@ -5,7 +5,7 @@ the paper's batch: 24 queries x 8 passages (1 positive, 7 negatives), queries cu
 passages at 256.
 
 * ``train-bf16``: bf16 autocast, no gradient checkpointing. The loss must fall (mean of the last 50
-  steps below the mean of the first 50; the model has random weights and a raised learning rate, and
+  steps below the mean of the first 50, i.e. with 60 steps the last 10 below the first 10; the model has random weights and a raised learning rate, and
   each query is made of words of its positive passage, so there is something to learn). Reported:
   query groups/s, peak GPU memory (from the trainer's summary), and training MFU, i.e. three forward
   passes per step, computed from the data's real token lengths (the trainer pads every batch to its
@@ -22,10 +22,18 @@ starting weights: how much of what training changed differs between the runs. On
 deterministic and the runs must agree to float32 rounding (:data:`TOLERANCE`). On GPU two runs of the
 same command already differ (non-deterministic kernels, e.g. atomics in attention backward; Adam turns
 tiny gradient differences on near-zero gradients into step-size differences), so the check measures
-that noise: ``train-bf16`` runs twice, and a comparison passes when it differs by at most
-:data:`NOISE_FACTOR` times the two identical runs' difference (and never needs less than the CPU
-tolerance). Measured on one H100 (lr 2e-5, 100 steps): checkpointing vs not 6.8e-2, with near-identical
-loss curves (4.628 vs 4.649 over the last 50 steps); a fixed 5e-2 tolerance failed that correct run.
+that noise: the ``train-bf16-checkpointing`` command runs a second time (:data:`NOISE_RUN`, started by
+``train-resume`` beside its interrupted run, whose speed nothing reports; both need 13.8 GiB at the paper's
+batch), and a comparison passes when it differs by at most :data:`NOISE_FACTOR` times the two identical
+runs' difference (and never needs less than the CPU tolerance). Measured on one H100 (lr 2e-5, 100 steps):
+checkpointing vs not 6.8e-2, with near-identical loss curves (4.628 vs 4.649 over the last 50 steps); a
+fixed 5e-2 tolerance failed that correct run. On one H200 (60 steps): identical runs 3.1e-2 apart,
+checkpointing vs not 3.4e-2, resumed vs uninterrupted 3.1e-2.
+
+Order: ``train-bf16``, ``train-resume`` (which first runs the uninterrupted checkpointing reference, alone on
+the device: its throughput is ``train-bf16-checkpointing``'s), then ``train-bf16-checkpointing``, which reads
+the runs already made. Each run is 60 steps (``--train-steps``), which keeps the five launches of the
+trainer near 3 minutes and the whole check under 5.
 A resume that lost anything (optimizer moments, the position in the data, the dropout RNG) changes the
 trajectory, not only its rounding.
 
