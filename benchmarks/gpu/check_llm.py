@@ -14,7 +14,7 @@ noise, so no verdict parses: the judge row counts them, it does not expect them.
 * ``llm-generate``: free generation, several sampled continuations per prompt, timed with the model's
   default attention (SDPA); the same call made twice must give the same texts with eager attention
   (every sample has its own seeded generator; the backend is built without its cross-call prefix cache,
-  so both calls compute the same shapes). How many repeat with SDPA is reported: on an H200 4 of 16,
+  so both calls compute the same shapes). How many repeat with SDPA is reported: on an H200 3 or 4 of 16,
   its decoding kernels being nondeterministic on CUDA.
 
 * ``mift-lora``: stage 2's MIFT (:func:`boostmdr.mift.train_adapter`): LoRA rank 8 on every linear layer
@@ -169,7 +169,8 @@ def llm_generate(ctx: Context) -> Outcome:
     if any(r.generated_tokens > wanted * sc.generate_new_tokens for r in first):
         raise CheckFailed("a request generated more tokens than its samples allow", m)
     if same != len(requests):
-        raise CheckFailed(f"only {same} of {len(requests)} requests gave the same texts when asked again (eager attention)", m)
+        asked = f"only {same} of {len(requests)} requests gave the same texts when asked again (eager attention)"
+        raise CheckFailed(asked, m)
     summary = (
         f"{len(requests)} prompts x {wanted} samples x <= {sc.generate_new_tokens} tokens: "
         f"{fmt_rate(m['generated_tokens_per_s'], 'generated tok/s')}; repeat identical with eager attention"

@@ -30,7 +30,7 @@ composition changes the logits in their last float bits only (tested: within 1e-
 test model), which can flip a draw only at a near-tie. On CUDA that holds with ``attn_implementation``
 ``eager`` only: PyTorch's scaled-dot-product attention (transformers' default, ``sdpa``) is bitwise
 deterministic in the prefill but not in the decoding steps (measured on an H200 with a random-weight
-Llama: the same call made twice gave the same 16 prompts x 4 samples with ``eager``, and 4 of 16 with
+Llama: the same call made twice gave the same 16 prompts x 4 samples with ``eager``, and 3 or 4 of 16 with
 ``sdpa``, with its memory-efficient and flash kernels or without; greedy decoding too diverged once).
 The workflow stays reproducible either way through its generation and verdict caches.
 
@@ -475,7 +475,8 @@ def _growing_layer() -> type:
 
 def _prefix_of(view: Any, buffer: Any) -> bool:
     """Whether ``view`` is ``buffer[..., :k, :]`` for some ``k``."""
-    return view.data_ptr() == buffer.data_ptr() and view.shape[:-2] == buffer.shape[:-2] and view.stride() == buffer.stride()
+    same_start = view.data_ptr() == buffer.data_ptr()
+    return same_start and view.shape[:-2] == buffer.shape[:-2] and view.stride() == buffer.stride()
 
 
 def _with_capacity(states: Any, capacity: int) -> Any:
