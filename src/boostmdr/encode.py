@@ -14,9 +14,13 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from boostmdr.formats import FormatError, open_text, passage_text, read_corpus, read_json, shard_bounds, write_shard
 from boostmdr.utils import set_threads, setup_logging
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,36 @@ def read_shard_passages(
     return ids, texts
 
 
+def encode_shard_passages(
+    encoder,
+    corpus: str | os.PathLike,
+    shard: int,
+    num_shards: int,
+    n_passages: int | None = None,
+    batch_size: int = 64,
+    show_progress: bool = True,
+    max_tokens: int | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """``(docids, embeddings)`` of shard ``shard`` of ``num_shards``, encoded with ``encoder`` (logged)."""
+    if n_passages is None:
+        n_passages = count_lines(corpus)
+    ids, texts = read_shard_passages(corpus, shard, num_shards, n_passages)
+    t0 = time.perf_counter()
+    emb = encoder.encode_passages(texts, batch_size=batch_size, show_progress=show_progress, max_tokens=max_tokens)
+    dt = time.perf_counter() - t0
+    log.info(
+        "shard %d/%d of %s: %d passages encoded in %.1f s (%.0f/s), dim %d",
+        shard,
+        num_shards,
+        corpus,
+        len(ids),
+        dt,
+        len(ids) / dt if dt > 0 else 0.0,
+        emb.shape[1],
+    )
+    return ids, emb
+
+
 def encode_shard(
     encoder,
     corpus: str | os.PathLike,
@@ -73,24 +107,9 @@ def encode_shard(
     max_tokens: int | None = None,
 ) -> int:
     """Encode one corpus shard with ``encoder`` and write it to ``out``; returns the passage count."""
-    if n_passages is None:
-        n_passages = count_lines(corpus)
-    ids, texts = read_shard_passages(corpus, shard, num_shards, n_passages)
-    t0 = time.perf_counter()
-    emb = encoder.encode_passages(texts, batch_size=batch_size, show_progress=show_progress, max_tokens=max_tokens)
-    dt = time.perf_counter() - t0
+    ids, emb = encode_shard_passages(encoder, corpus, shard, num_shards, n_passages, batch_size, show_progress, max_tokens)
     write_shard(out, emb, ids)
-    log.info(
-        "shard %d/%d of %s: %d passages encoded in %.1f s (%.0f/s), dim %d -> %s",
-        shard,
-        num_shards,
-        corpus,
-        len(ids),
-        dt,
-        len(ids) / dt if dt > 0 else 0.0,
-        emb.shape[1],
-        out,
-    )
+    log.info("wrote %s", out)
     return len(ids)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from boostmdr.encode import DEFAULT_BATCH_SIZE, corpus_size, read_shard_passages
+from boostmdr.encode import DEFAULT_BATCH_SIZE, corpus_size, encode_shard_passages
 from boostmdr.formats import (
     FormatError,
     Hit,
@@ -217,10 +217,7 @@ def encode_corpus(encoder, corpus: str | os.PathLike, stats: str | os.PathLike |
                   max_tokens: int | None) -> tuple[str, np.ndarray, list[str]]:  # fmt: skip
     """The whole corpus encoded in memory, as one source for :func:`search_embeddings` (what
     ``python -m boostmdr.encode`` writes as a single shard, without the file)."""
-    ids, texts = read_shard_passages(corpus, 0, 1, corpus_size(corpus, stats))
-    t0 = time.perf_counter()
-    emb = encoder.encode_passages(texts, batch_size=batch_size, max_tokens=max_tokens)
-    log.info("%s: %d passages encoded in %.1f s, dim %d", corpus, len(ids), time.perf_counter() - t0, emb.shape[1])
+    ids, emb = encode_shard_passages(encoder, corpus, 0, 1, corpus_size(corpus, stats), batch_size, False, max_tokens)
     return str(corpus), emb, ids
 
 
