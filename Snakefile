@@ -18,6 +18,7 @@
 #   evaluate   trec_eval semantics -> results/eval; tables -> results/tables
 #   annotation human validation of the judge: annotation sheets, Table 12 from the filled ones
 #   report     tables drawn as figures, the configuration page; `snakemake --report results/report.html`
+#   replicates the method and its ablations against Naive Top-K over seeds of the synthetic benchmark (not in all)
 #   demo       the synthetic benchmark and the tiny local models of the embedded default (only when used)
 
 from snakemake.utils import min_version
@@ -43,6 +44,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/annotation.smk"
 include: "rules/report.smk"
+include: "rules/replicates.smk"
 
 
 if USES_DEMO:

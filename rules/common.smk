@@ -25,6 +25,7 @@ import yaml
 from snakemake.utils import validate
 
 from boostmdr.evaluate import MEASURES as EVAL_MEASURES
+from boostmdr.replicates import replicate_seed
 from boostmdr.config import (
     ConfigError,
     check_env_names,
@@ -1718,3 +1719,55 @@ def get_stage2_targets():
 
 
 _check_stage2_config()
+
+
+# ------------------------------------------------------------------ replicates (rules/replicates.smk)
+
+
+REPLICATES = config.get("replicates") or {}
+REPLICATE_SEEDS = [int(s) for s in REPLICATES.get("seeds", [])]
+REPLICATE_BACKBONE = REPLICATES.get("backbone", "bge")
+REPLICATE_ROWS = list(REPLICATES.get("rows", []))
+MAIN_SEED = int(config["benchmark"].get("synthetic", {}).get("seed", 0)) if SYNTHETIC else None
+
+
+def _check_replicates():
+    if not REPLICATES or not SYNTHETIC:
+        return
+    for i, row in enumerate(REPLICATE_ROWS):
+        if row["variant"] not in VARIANTS or not VARIANTS[row["variant"]]["finetune"]:
+            raise ConfigError(f"replicates.rows[{i}].variant: {row['variant']!r} is not a fine-tuned variant")
+    if "replicates" in config["tables"]:
+        raise ConfigError("tables.replicates: the name is taken by the replicates table (config key replicates)")
+    if REPLICATE_BACKBONE not in DENSE:
+        raise ConfigError(f"replicates.backbone: {REPLICATE_BACKBONE!r} is not a dense backbone; choose one of {DENSE}")
+
+
+_check_replicates()
+
+
+def replicate_dir(seed):
+    return f"results/replicates/seed-{seed}"
+
+
+def replicate_eval_file(seed, variant, lang):
+    path = eval_file(REPLICATE_BACKBONE, variant, lang)
+    return path if int(seed) == MAIN_SEED else f"{replicate_dir(seed)}/{path}"
+
+
+def replicate_config(wildcards):
+    """The replicate's whole config: this run's, with its benchmark and training seeds."""
+    seeds = replicate_seed(int(wildcards.seed), MAIN_SEED, int(config["training"]["seed"]))
+    cfg = copy.deepcopy(config)
+    cfg["benchmark"]["synthetic"]["seed"] = seeds["benchmark"]
+    cfg["training"]["seed"] = seeds["training"]
+    return cfg
+
+
+def get_replicate_eval_files(wildcards=None):
+    if not SYNTHETIC:
+        raise ConfigError("replicates: seeds of the synthetic benchmark; the benchmark is not synthetic (benchmark.name)")
+    return {
+        seed: {r["variant"]: {lang: replicate_eval_file(seed, r["variant"], lang) for lang in LANGS} for r in REPLICATE_ROWS}
+        for seed in REPLICATE_SEEDS
+    }

@@ -22,6 +22,7 @@ rule synthetic_language:
     params:
         raw=lambda wc, output: shlex.quote(RAW),
         spec=get_synthetic_params,
+        max_planted=get_max_planted,
     log:
         log_file("synthetic_language", "{lang}"),
     benchmark:
@@ -32,7 +33,7 @@ rule synthetic_language:
         "python -m boostmdr.demo.synthetic --lang {wildcards.lang} --out-dir {params.raw} --seed {params.spec[seed]}"
         " --passages {params.spec[passages]} --train-queries {params.spec[train_queries]}"
         " --dev-queries {params.spec[dev_queries]} --false-negative-rate {params.spec[false_negative_rate]}"
-        " --no-positive-rate {params.spec[no_positive_rate]} --corpus-shards {params.spec[corpus_shards]} --log {log}"
+        " --max-planted {params.max_planted} --no-positive-rate {params.spec[no_positive_rate]} --corpus-shards {params.spec[corpus_shards]} --log {log}"
 
 
 rule synthetic_instructions:

@@ -38,6 +38,11 @@ def get_synthetic_params(wildcards):
     return config["benchmark"]["synthetic"]
 
 
+def get_max_planted(wildcards):
+    planted = config["benchmark"]["synthetic"]["max_planted"]
+    return int(planted.get(wildcards.lang, planted["default"]))
+
+
 def get_tiny_encoder_params(wildcards):
     return config["tiny_models"]["encoders"][wildcards.tiny]
 

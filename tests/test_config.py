@@ -260,3 +260,21 @@ def test_a_table_that_fine_tunes_a_zero_shot_only_backbone_is_refused_naming_the
     )
     assert proc.returncode != 0
     assert "backbones.mcontriever.finetune is false" in proc.stdout + proc.stderr
+
+
+def test_a_replicates_row_that_is_not_fine_tuned_is_refused_naming_the_key(tmp_path):
+    import shutil
+    import subprocess
+
+    from conftest import VENV_BIN, workflow_env
+
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(yaml.safe_dump({"replicates": {"rows": [{"variant": "zeroshot", "label": "Zero-shot"}]}}))
+    proc = subprocess.run(
+        [str(VENV_BIN / "snakemake"), "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--cores", "1", "--configfile", str(tmp_path / "config/config.yaml"), str(overlay)],
+        env=workflow_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "replicates.rows[0].variant: 'zeroshot' is not a fine-tuned variant" in proc.stdout + proc.stderr

@@ -23,7 +23,8 @@ from conftest import REPO, VENV_BIN, workflow_env
 
 SECRET = "sk-proj-4f9c2b7e1a0d8c3b5e6f7a8b9c0d1e2f"
 TINY = {
-    "benchmark": {"synthetic": {"passages": 120, "train_queries": 8, "dev_queries": 4, "corpus_shards": 1}},
+    "benchmark": {"synthetic": {"passages": 120, "train_queries": 8, "dev_queries": 4, "corpus_shards": 1,
+                                "false_negative_rate": 0.3, "max_planted": {"default": 3}}},
     "languages": ["sw"],
     "corpus_shards": {"default": 1},
     "tiny_models": {

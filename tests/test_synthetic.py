@@ -214,6 +214,36 @@ def test_rate_one_plants_for_every_labelled_query(tmp_path):
     assert summary["train_with_planted"] == 54
 
 
+def test_max_planted_bounds_each_query_and_sets_the_mean(tmp_path):
+    # The default config's calibration (every labelled query gets 1..max_planted, uniformly) at max_planted 9:
+    # counts stay within 1..9 and average about 5 over 54 queries (standard error 2.6 / sqrt(54) = 0.35).
+    summary = generate("fi", tmp_path, **{**ARGS, "false_negative_rate": 1.0, "max_planted": 9})
+    p = raw_paths(tmp_path, "fi")
+    labelled = {(q, d) for q, d, _ in _rows(p["train_qrels"])}
+    counts: dict[str, int] = {}
+    for q, d, rel in _rows(p["truth_qrels"]):
+        if (q, d) not in labelled:
+            assert rel == "1"
+            counts[q] = counts.get(q, 0) + 1
+    assert len(counts) == summary["train_with_planted"] == 54
+    assert min(counts.values()) >= 1 and max(counts.values()) <= 9
+    assert 3.9 < sum(counts.values()) / 54 < 6.1 and summary["planted_false_negatives"] == sum(counts.values())
+
+
+def test_corpus_must_hold_the_expected_relevant_passages(tmp_path):
+    # 54 labelled train + 20 dev queries take 74 x 1.6 = 118.4 passages as positives and labelled copies; 54 queries
+    # with 1..21 planted take 54 x 11 = 594 more: 712.4 passages, more than two thirds of 1,000, not of 1,100.
+    with pytest.raises(ValueError, match=r"1000 passages are too few .* max_planted 21: .* about 712 passages, more "
+                                         r"than two thirds of the corpus"):
+        generate("sw", tmp_path, **{**ARGS, "passages": 1000, "false_negative_rate": 1.0, "max_planted": 21})
+    summary = generate("sw", tmp_path, **{**ARGS, "passages": 1100, "false_negative_rate": 1.0, "max_planted": 21})
+    assert summary["train_with_planted"] == 54
+
+
+def _rows(path):
+    return [tuple(line.split()[i] for i in (0, 2, 3)) for line in open(path, encoding="utf-8")]
+
+
 def test_doc_topics_are_consistent_with_the_topic_table(sw):
     raw, _ = sw
     rows = [line.rstrip("\n").split("\t") for line in open(raw / "synthetic-truth/sw.doc-topics.tsv", encoding="utf-8")]

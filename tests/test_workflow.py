@@ -24,8 +24,9 @@ import yaml
 from conftest import ERROR_HOOK, REPO, VENV_BIN, console_errors, run_chromium, trec_eval_binary, workflow_env
 
 OVERLAY = {
+    # The default's planted false negatives (up to 21 per query in ru) need more passages than 400.
     "benchmark": {"synthetic": {"passages": 400, "train_queries": 36, "dev_queries": 15, "corpus_shards": 1,
-                                "instructions": 70}},
+                                "instructions": 70, "false_negative_rate": 0.3, "max_planted": {"default": 3, "ru": 3}}},
     "languages": ["sw", "ru"],
     "corpus_shards": {"default": 1},
     "tiny_models": {
@@ -229,17 +230,7 @@ def test_judging_tables_report_the_judge_on_held_out_labels_and_its_cost(workflo
 def _planned(workdir, extra_overlay: dict) -> dict[str, int]:
     """Dry-run the same targets with one more overlay; returns planned jobs per rule."""
     (workdir / "edit.yaml").write_text(yaml.safe_dump(extra_overlay))
-    cmd = [str(VENV_BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "-n", "--quiet", "rules", "--configfile", str(workdir / "config/config.yaml"),
-           str(workdir / "overlay.yaml"), str(workdir / "edit.yaml"), "--", *TARGETS]
-    proc = subprocess.run(cmd, env=workflow_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = {}
-    for line in (proc.stdout + proc.stderr).splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-            counts[parts[0]] = int(parts[1])
-    return counts
+    return _planned_targets(workdir, TARGETS, ["edit.yaml"])
 
 
 @pytest.mark.slow
@@ -275,6 +266,48 @@ def test_editing_the_judge_model_replans_verdicts_not_candidates(workflow_run):
     assert planned["generate"] == planned["candidates_dense"] // 2 == planned["fuse"] == n_langs
     for upstream in ("synthetic_language", "prepare", "tiny_encoder", "mine", "bm25_index", "mift_train"):
         assert upstream not in planned, planned
+
+
+@pytest.mark.slow
+def test_replicates_table_runs_the_workflow_again_for_another_seed(workflow_run):
+    # Seed 13 is the main run (read from results/); seed 14 is the whole workflow again in results/replicates/seed-14/,
+    # with a new benchmark draw and training seed 43, by a nested Snakemake.
+    rows = [{"variant": "naive_topk", "label": "Naive Top-K"}, {"variant": "full", "label": "Full Model"}]
+    (workflow_run / "replicates.yaml").write_text(yaml.safe_dump({"replicates": {"seeds": [13, 14], "rows": rows}}))
+    cmd = [str(VENV_BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workflow_run),
+           "--cores", "2", "--configfile", str(workflow_run / "config/config.yaml"), str(workflow_run / "overlay.yaml"),
+           str(workflow_run / "replicates.yaml"), "--", "results/tables/replicates.md"]
+    proc = subprocess.run(cmd, env=workflow_env(), capture_output=True, text=True, timeout=1800)
+    rep = workflow_run / "results/replicates/seed-14"
+    assert proc.returncode == 0, proc.stderr[-4000:] + (workflow_run / "results/logs/replicate/seed-14.log").read_text()[-4000:]
+    cfg = yaml.safe_load((rep / "replicate.yaml").read_text())
+    assert cfg["benchmark"]["synthetic"]["seed"] == 14 and cfg["training"]["seed"] == 43
+    assert cfg["benchmark"]["synthetic"]["passages"] == OVERLAY["benchmark"]["synthetic"]["passages"]
+    # a new draw of the benchmark, not a copy of the main run's
+    topics = "results/data/sw/train.topics.tsv"
+    assert (rep / topics).read_text() != (workflow_run / topics).read_text()
+    csv = (workflow_run / "results/tables/replicates.csv").read_text().splitlines()
+    header, values = csv[0].split(","), {line.split(",")[0]: line.split(",") for line in csv[1:]}
+    for variant, label in (("naive_topk", "Naive Top-K"), ("full", "Full Model")):
+        for seed, root in ((13, workflow_run), (14, rep)):
+            evals = [json.loads((root / f"results/eval/bge/{variant}/{lang}.json").read_text()) for lang in OVERLAY["languages"]]
+            avg = 100 * sum(e["aggregate"]["ndcg_cut_10"] for e in evals) / len(evals)
+            assert float(values[label][header.index(f"nDCG@10 seed {seed}")]) == pytest.approx(avg, abs=0.006)
+    md = _table_rows((workflow_run / "results/tables/replicates.md").read_text())
+    assert " ± " in md["Full Model"][0] and md["Full Model"][3].endswith(" of 2")
+    # built again: nothing to do, inside the replicate too
+    assert _planned_targets(workflow_run, ["results/tables/replicates.md"], ["replicates.yaml"]) == {}
+
+
+def _planned_targets(workdir, targets, configs) -> dict[str, int]:
+    """Dry-run ``targets`` with the overlay and more config files (names in ``workdir``); planned jobs per rule."""
+    cmd = [str(VENV_BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "-n", "--quiet", "rules", "--configfile", str(workdir / "config/config.yaml"),
+           str(workdir / "overlay.yaml"), *[str(workdir / c) for c in configs], "--", *targets]
+    proc = subprocess.run(cmd, env=workflow_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {p[0]: int(p[1]) for p in (line.split() for line in (proc.stdout + proc.stderr).splitlines())
+            if len(p) == 2 and p[1].isdigit() and p[0] != "total"}
 
 
 @pytest.mark.slow
