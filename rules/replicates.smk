@@ -20,7 +20,11 @@ rule replicate:
     params:
         config=replicate_config,
         dir=lambda wc: replicate_dir(wc.seed),
-    threads: workflow.cores
+    # the nested run's --cores (resources.replicate in the config): its jobs run inside this one
+    threads: get_threads("replicate")
+    resources:
+        mem_mb=res("replicate", "mem_mb"),
+        runtime=res("replicate", "runtime"),
     log:
         log_file("replicate", "seed-{seed}"),
     benchmark:
