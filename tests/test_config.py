@@ -243,38 +243,32 @@ def test_the_schema_defaults_equal_the_library_defaults():
     assert {k: schema.get(k, "<no default in the schema>") for k in library} == library
 
 
-def test_a_table_that_fine_tunes_a_zero_shot_only_backbone_is_refused_naming_the_key(tmp_path):
-    # backbones.*.finetune is read: mContriever is evaluated zero-shot only in the paper.
+def _dry_run_output(tmp_path, overlay: dict):
+    """A dry run of the default config with ``overlay``; (exit code, what Snakemake printed)."""
     import shutil
     import subprocess
 
     from conftest import VENV_BIN, workflow_env
 
     shutil.copytree(REPO / "config", tmp_path / "config")
-    overlay = tmp_path / "bad.yaml"
-    overlay.write_text(yaml.safe_dump({"tables": {"table1": {"rows": [{"backbone": "mcontriever", "variant": "full"}]}}}))
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(overlay))
     proc = subprocess.run(
         [str(VENV_BIN / "snakemake"), "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--cores", "1", "--configfile", str(tmp_path / "config/config.yaml"), str(overlay)],
+         "--cores", "1", "--configfile", str(tmp_path / "config/config.yaml"), str(path)],
         env=workflow_env(), capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode != 0
-    assert "backbones.mcontriever.finetune is false" in proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_a_table_that_fine_tunes_a_zero_shot_only_backbone_is_refused_naming_the_key(tmp_path):
+    # backbones.*.finetune is read: mContriever is evaluated zero-shot only in the paper.
+    rc, out = _dry_run_output(tmp_path, {"tables": {"table1": {"rows": [{"backbone": "mcontriever", "variant": "full"}]}}})
+    assert rc != 0
+    assert "backbones.mcontriever.finetune is false" in out
 
 
 def test_a_replicates_row_that_is_not_fine_tuned_is_refused_naming_the_key(tmp_path):
-    import shutil
-    import subprocess
-
-    from conftest import VENV_BIN, workflow_env
-
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    overlay = tmp_path / "bad.yaml"
-    overlay.write_text(yaml.safe_dump({"replicates": {"rows": [{"variant": "zeroshot", "label": "Zero-shot"}]}}))
-    proc = subprocess.run(
-        [str(VENV_BIN / "snakemake"), "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--cores", "1", "--configfile", str(tmp_path / "config/config.yaml"), str(overlay)],
-        env=workflow_env(), capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode != 0
-    assert "replicates.rows[0].variant: 'zeroshot' is not a fine-tuned variant" in proc.stdout + proc.stderr
+    rc, out = _dry_run_output(tmp_path, {"replicates": {"rows": [{"variant": "zeroshot", "label": "Zero-shot"}]}})
+    assert rc != 0
+    assert "replicates.rows[0].variant: 'zeroshot' is not a fine-tuned variant" in out
