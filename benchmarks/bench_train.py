@@ -81,7 +81,7 @@ def _manifest(dataset, directory: Path) -> Path:
 def _ours(model_path: Path, dataset, steps: int, manifest: Path | None = None, length_buckets: int = 1) -> float:
     from boostmdr.encoder import Encoder
     from boostmdr.sampler import ShuffledBatchSampler, build_sampler
-    from boostmdr.train import TrainConfig, train
+    from boostmdr.trainer import TrainConfig, train
 
     encoder = Encoder.from_pretrained(
         model_path, overrides={"pooling": "mean", "normalize": True, "q_max_len": 256, "p_max_len": 256}, device="cpu"

@@ -127,7 +127,7 @@ def test_usage_errors_are_refused_before_anything_runs(args, message, tmp_path):
 
 
 def test_training_runs_are_longer_than_the_loss_window():
-    from boostmdr.train import LOSS_WINDOW
+    from boostmdr.trainer import LOSS_WINDOW
 
     assert MIN_TRAIN_STEPS == LOSS_WINDOW + 10 and REAL.train_steps >= MIN_TRAIN_STEPS <= TINY.train_steps
 

@@ -236,7 +236,7 @@ def test_model_directories_get_the_permissions_of_the_umask_and_replace_the_old_
 
 
 def test_the_trainer_removes_an_earlier_output_before_it_starts(tmp_path):
-    from boostmdr.train import remove_stale_output
+    from boostmdr.trainer import remove_stale_output
 
     out = tmp_path / "results/models/bge/full"
     out.mkdir(parents=True)

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from boostmdr.encoder import Encoder, EncoderSettings
 from boostmdr.formats import read_manifest
 from boostmdr.sampler import BatchWeights, ShuffledBatchSampler, build_sampler
-from boostmdr.train import TrainConfig, _BiEncoder, latest_checkpoint, length_buckets, main, train
+from boostmdr.train import main
+from boostmdr.trainer import TrainConfig, _BiEncoder, latest_checkpoint, length_buckets, train
 from boostmdr.training_data import GroupDataset, parse_corpus_args
 
 from train_fixtures import make_tiny_model, make_toy_data, make_toy_manifest
@@ -202,7 +203,7 @@ def test_state_is_resumed_only_by_the_same_run(toy, tmp_path, caplog):
     # the first-window loss comes back with the state: steps 1-3 from the checkpoint, step 4 from this run
     assert again["mean_loss_first_50_steps"] == pytest.approx(first["mean_loss_first_50_steps"], abs=1e-6)
     assert again["mean_loss_last_50_steps"] == pytest.approx(first["mean_loss_last_50_steps"], abs=1e-6)
-    with caplog.at_level(logging.WARNING, logger="boostmdr.train"):
+    with caplog.at_level(logging.WARNING, logger="boostmdr.trainer"):
         other = TrainConfig(epochs=1, batch_size=4, group_size=4, lr=2e-3, max_steps=4, save_steps=0)
         fresh = train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), other, state_dir=state, show_progress=False)
     assert fresh["resumed_from_step"] is None and fresh["steps"] == 4
@@ -214,7 +215,7 @@ def test_gpu_switches_are_logged_and_ignored_on_cpu(toy, caplog):
     ds = _dataset(toy)
     config = TrainConfig(epochs=1, batch_size=4, group_size=4, max_steps=1, save_steps=0, bf16=True,
                          gradient_checkpointing=True)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="boostmdr.train"):
+    with caplog.at_level(logging.INFO, logger="boostmdr.trainer"):
         train(_encoder(toy), ds, ShuffledBatchSampler(len(ds), 4, 0), config, show_progress=False)
     assert "--bf16 is for GPUs; ignored on cpu" in caplog.text
     assert "--gradient-checkpointing is for GPUs; ignored on cpu" in caplog.text

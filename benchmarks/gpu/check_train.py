@@ -280,7 +280,7 @@ def weight_difference(a: Path, b: Path, base: Path) -> dict[str, float]:
 
 def _train_metrics(ctx: Context, setup: Setup, run: Run) -> dict[str, Any]:
     """Numbers of one completed run, checked: all steps done, every process joined, the loss fell."""
-    from boostmdr.train import LOSS_WINDOW
+    from boostmdr.trainer import LOSS_WINDOW
 
     sc, s = ctx.scale, run.summary
     first, last = s.get(f"mean_loss_first_{LOSS_WINDOW}_steps"), s.get(f"mean_loss_last_{LOSS_WINDOW}_steps")

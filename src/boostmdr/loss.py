@@ -39,8 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from boostmdr.train_config import LOSS_WEIGHTINGS, SIMILARITIES
+
 Similarity = Literal["cos", "dot"]
-SIMILARITIES: tuple[str, ...] = ("cos", "dot")
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,6 @@ def contrastive_loss(
         accuracy = (logits.argmax(dim=1) == targets).float().mean()
     return LossOutput(loss=loss, per_query=per_query, logits=logits, accuracy=accuracy)
 
-
-LOSS_WEIGHTINGS: tuple[str, ...] = ("paper", "authors", "softmax")
 
 
 def hard_negative_weighting(hard_negatives: Tensor, weighting: str = "paper") -> dict[str, Tensor]:

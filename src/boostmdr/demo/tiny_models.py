@@ -313,7 +313,7 @@ def build_encoder(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from boostmdr.encoder import EncoderSettings, add_settings_arguments, settings_overrides
+    from boostmdr.encoder_settings import EncoderSettings, add_settings_arguments, settings_overrides
 
     parser = argparse.ArgumentParser(prog="python -m boostmdr.demo.tiny_models", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
