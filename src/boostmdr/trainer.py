@@ -19,6 +19,9 @@ DistributedDataParallel (gloo on CPU, nccl on GPU). In both cases:
   output; the same command started again resumes from the last save and ends with the same weights;
 * the output is written atomically: a Hugging Face model directory plus ``boostmdr_encoder.json``, the
   sentence-transformers description of the same pooling, and ``training_summary.json``.
+
+The command line is :mod:`boostmdr.train` and its options live in :mod:`boostmdr.train_config`, both importable
+without torch; :func:`train_from_args` is what the command runs once its arguments are parsed.
 """
 
 from __future__ import annotations
