@@ -21,7 +21,7 @@ HEAVY = ("torch", "transformers", "faiss", "pyserini", "fasttext", "peft", "vllm
 
 PROBE = """
 import contextlib, io, json, runpy, sys
-sys.argv = [sys.argv[1], *sys.argv[2:]]
+sys.argv = sys.argv[1:]  # the module's name, then its arguments
 out = io.StringIO()
 code = 0
 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -46,7 +46,7 @@ def _probe(module: str, *args: str) -> tuple[int, list[str], str]:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     code, heavy, output = json.loads(proc.stdout.strip().splitlines()[-1])
-    return code, heavy, output
+    return int(code), heavy, output
 
 
 def test_the_rules_name_the_steps():
