@@ -19,6 +19,15 @@ four samples, (top_p, temperature) = (0.7, 0.4), (0.8, 0.6), (0.9, 0.8), (0.8, 0
   the way a judge calls a model once per sample.
 * batched, concatenating cache: the batched arm with transformers' own cache, which concatenates every
   layer's whole cache at each decoding step, instead of the backend's cache with spare capacity.
+* batched, no drafts: the batched arm decoding token by token (``draft_tokens=0``). Every other arm takes
+  drafts from finished samples (the backend's default); a random-weight model's samples diverge at once,
+  so here drafts are nearly all rejected and the two arms measure what drafting costs when it cannot help.
+
+Then, where the demo has built its judge (results/models/tiny/tiny-judge: a judge that writes the answer's
+JSON, so samples nearly agree), the same prompts on it with drafts and without, the texts compared: what
+drafting saves on a real judge. The arithmetic ceiling is printed beside it: twice the multiply-adds of
+the layers' weights per token times the tokens the forward passes computed (a lower bound: attention and
+the output layer are left out), against the FLOP/s of one large float32 matrix product on this core.
 
 All use the same decoding loop and the same model in one process, one torch thread; they take turns
 round by round (the order rotates, so each arm runs once in each slot), and the median round of each is
@@ -40,6 +49,8 @@ MAX_NEW_TOKENS = 24
 BATCH_ROWS = 64
 BATCHED = "ours, batched across prompts"
 CONCATENATING = "batched, concatenating cache"
+NO_DRAFTS = "batched, no drafts"
+DEMO_JUDGE = "results/models/tiny/tiny-judge"
 ROUNDS = 5  # one per arm: the rotation puts every arm once in every slot
 SEED = 7
 SAMPLES = [(0.7, 0.4), (0.8, 0.6), (0.9, 0.8), (0.8, 0.4)]
@@ -89,14 +100,16 @@ def run() -> list[str]:
         naive = TransformersBackend(str(model), device="cpu", share_prefix=False, max_batch_rows=1)
         concatenating = TransformersBackend(str(model), device="cpu", share_prefix=True, max_batch_rows=BATCH_ROWS)
         concatenating._new_cache = lambda: None  # the model builds its own DynamicCache (torch.cat per step)
+        no_drafts = TransformersBackend(str(model), device="cpu", max_batch_rows=BATCH_ROWS, draft_tokens=0)
         arms = {
             "ours": (ours, [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]),
             BATCHED: (batched, [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]),
             "ours, no prefix reuse": (once, [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]),
             "naive (4 full calls)": (naive, [GenerationRequest(p, (s,)) for i, p in enumerate(prompts) for s in samples(i)]),
             CONCATENATING: (concatenating, [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]),
+            NO_DRAFTS: (no_drafts, [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]),
         }
-        for name in ("ours", BATCHED, CONCATENATING):  # warm-up (allocations, first-call overheads)
+        for name in ("ours", BATCHED, CONCATENATING, NO_DRAFTS):  # warm-up (allocations, first-call overheads)
             arms[name][0].generate(arms[name][1][:20])
         times: dict[str, list[float]] = {k: [] for k in arms}
         tokens: dict[str, int] = {}
@@ -139,4 +152,81 @@ def run() -> list[str]:
     )
     cat = statistics.median(times[CONCATENATING]) / statistics.median(times[BATCHED])
     lines.append(f"{CONCATENATING}: {cat:.2f}x the batched arm's wall time (the cache with spare capacity: {cat:.2f}x faster)")
+    nd = statistics.median(times[NO_DRAFTS]) / statistics.median(times[BATCHED])
+    lines.append(f"{NO_DRAFTS}: {nd:.2f}x the batched arm's wall time (drafts on a model whose samples diverge)")
+    return lines + _demo_judge(prompts, samples)
+
+
+def _demo_judge(prompts: list[str], samples) -> list[str]:
+    """Drafts against token-by-token decoding on the demo's judge (module docstring), with the ceiling."""
+    import torch
+
+    from boostmdr.llm import GenerationRequest
+    from boostmdr.llm.transformers_backend import TransformersBackend
+
+    model = REPO / DEMO_JUDGE
+    if not (model / "config.json").is_file():
+        return [f"(the demo's judge is not built: `make demo` builds {DEMO_JUDGE}; its drafting arm is skipped)"]
+    reqs = [GenerationRequest(p, samples(i)) for i, p in enumerate(prompts)]
+    arms = {
+        "demo judge, drafts": TransformersBackend(str(model), device="cpu", max_batch_rows=BATCH_ROWS),
+        "demo judge, no drafts": TransformersBackend(str(model), device="cpu", max_batch_rows=BATCH_ROWS, draft_tokens=0),
+    }
+    for b in arms.values():
+        b.generate(reqs[:20])
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    texts: dict[str, list] = {}
+    stats: dict[str, dict] = {}
+    names = list(arms)
+    for r in range(4):
+        for name in names[r % 2 :] + names[: r % 2]:
+            b = arms[name]
+            b._prefix, b._finished = None, []
+            before = b.stats.copy()
+            t0 = time.perf_counter()
+            texts[name] = [x.texts for x in b.generate(reqs)]
+            times[name].append(time.perf_counter() - t0)
+            stats[name] = {k: b.stats[k] - before[k] for k in b.stats}
+    cfg = arms[names[0]].model.config
+    ceiling = _matmul_flops(torch)
+    n = len(prompts)
+    d = stats[names[0]]
+    lines = [
+        f"the demo's judge ({cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, vocabulary {cfg.vocab_size}) on "
+        f"the same {n} prompts; drafts accepted {d['accepted_draft_tokens']} of {d['drafted_tokens']} drafted tokens; "
+        f"same texts: {texts[names[0]] == texts[names[1]]}",
+        f"{'':26}{'forward passes':>15}{'ms/verdict':>12}{'GFLOP/s':>9}{'of ceiling':>12}",
+    ]
+    for name in names:
+        t = statistics.median(times[name])
+        s = stats[name]
+        flops = _forward_flops(cfg, s)
+        lines.append(
+            f"{name:26}{s['prefill_calls'] + s['decode_calls']:15d}{1000 * t / n:12.1f}{flops / t / 1e9:9.1f}"
+            f"{flops / t / ceiling:12.0%}"
+        )
+    ratio = statistics.median(times[names[1]]) / statistics.median(times[names[0]])
+    lines.append(f"drafts: {ratio:.2f}x faster; ceiling: one {CEILING_N}x{CEILING_N} float32 matmul at {ceiling / 1e9:.0f} GFLOP/s")
     return lines
+
+
+CEILING_N = 1024
+
+
+def _matmul_flops(torch) -> float:
+    a = torch.randn(CEILING_N, CEILING_N)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    return 10 * 2 * CEILING_N**3 / (time.perf_counter() - t0)
+
+
+def _forward_flops(cfg, stats: dict) -> float:
+    """2 x multiply-adds of the weights per token computed (prompt tokens, padding slots and every decoding
+    row's fed tokens are all computed; decoding rows are estimated from the generated and drafted tokens)."""
+    h, i, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    kv = h * cfg.num_key_value_heads // cfg.num_attention_heads
+    per_token = layers * (2 * h * h + 2 * h * kv + 3 * h * i)
+    tokens = stats["prefilled_tokens"] + stats["padding_tokens"] + stats["generated_tokens"] + stats["drafted_tokens"]
+    return 2 * per_token * tokens

@@ -468,7 +468,7 @@ def get_mine_corpus(wildcards):
 # judge's config entry with the same name (max_model_len <-> --max-model-len).
 LLM_RESULT_OPTIONS = {"transformers": ("dtype", "attn_implementation"), "vllm": ("dtype", "max_model_len"), "http": ("endpoint",)}
 LLM_RUN_OPTIONS = {
-    "transformers": ("device", "max_batch_rows"),
+    "transformers": ("device", "max_batch_rows", "draft_tokens"),
     "vllm": ("tensor_parallel_size", "gpu_memory_utilization"),
     "http": ("base_url", "api_key_env", "concurrency", "timeout", "max_retries"),
 }

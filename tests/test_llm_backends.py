@@ -461,6 +461,47 @@ def test_transformers_eager_attention_is_a_setting_that_gives_the_default_texts(
         assert [r.texts for r in b.generate(reqs)] == [r.texts for r in one_at_a_time.generate(reqs)]
 
 
+def test_transformers_drafts_from_finished_samples_change_no_sample(model_dir):
+    """Drafts (the next tokens of a finished sample that a row's tokens begin) are verified by sampling each
+    position with the row's own generator: every text is the one token-by-token decoding writes, with the
+    choice constraint too, in fewer forward passes. Two requests per micro-batch: the later ones draft from
+    the samples of the earlier ones. The samples nearly agree (greedy ones, and seeded ones at low
+    temperatures), so drafts are accepted wholly, in part, and rejected."""
+    choices = ['{"Information Accuracy": 2, "Information Completeness": 0}', '{"Information Accuracy": 0, "Information Completeness": 0}', "no"]
+    temperatures = [0.0, 0.3, 0.3, 0.0, 0.8, 1.0]
+    reqs = [
+        GenerationRequest(
+            _prompt(q, c),
+            tuple(SamplingSettings(t, 0.9, 16, 100 * i + k) for k, t in enumerate(temperatures)),
+            Constraint.choice(choices) if i % 3 == 2 else None,
+        )
+        for i, (q, c) in enumerate([(q, c) for q in ("wo ra ne", "gi ha yo") for c in ("ka mi", "to su lo pe", "ba zu")])
+    ]
+    with (
+        get_backend("transformers", model=str(model_dir), device="cpu", max_batch_rows=12, draft_tokens=0) as plain,
+        get_backend("transformers", model=str(model_dir), device="cpu", max_batch_rows=12, draft_tokens=16) as drafting,
+    ):
+        expect = plain.generate(reqs)
+        got = drafting.generate(reqs)
+        assert [r.texts for r in got] == [r.texts for r in expect]
+        assert all(set(r.texts) <= set(choices) for r in got[2::3])
+        assert [r.generated_tokens for r in got] == [r.generated_tokens for r in expect]
+        assert plain.stats["drafted_tokens"] == 0
+        drafted, accepted = drafting.stats["drafted_tokens"], drafting.stats["accepted_draft_tokens"]
+        assert 0 < accepted < drafted, (accepted, drafted)
+        # greedy samples of a second prompt (its own micro-batch) take the first prompt's as their draft, wholly
+        # accepted: one forward pass instead of 15 decoding steps
+        greedy = [GenerationRequest(_prompt(q), (SamplingSettings(0.0, 1.0, 16, 0),) * 12) for q in ("lo pe", "zu fo")]
+        drafting.close()  # forgets the finished samples (and the prefix cache)
+        calls = [b.stats["decode_calls"] for b in (plain, drafting)]
+        assert [r.texts for r in drafting.generate(greedy)] == [r.texts for r in plain.generate(greedy)]
+        assert plain.stats["decode_calls"] - calls[0] == 2 * 15
+        assert drafting.stats["decode_calls"] - calls[1] == 15 + 1
+        assert drafting.describe()["draft_tokens"] == 16
+    with pytest.raises(ValueError, match="draft_tokens must be >= 0, got -1"):
+        get_backend("transformers", model=str(model_dir), device="cpu", draft_tokens=-1)
+
+
 def test_the_growing_cache_layer_holds_what_concatenation_holds():
     """The transformers backend's cache layer (spare capacity instead of torch.cat at every step) against
     transformers' own DynamicLayer through prefill, decoding steps, a crop, a deep copy, and the batch

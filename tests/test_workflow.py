@@ -28,7 +28,7 @@ OVERLAY = {
     "benchmark": {"synthetic": {"passages": 400, "train_queries": 36, "dev_queries": 15, "corpus_shards": 1,
                                 "instructions": 70, "false_negative_rate": 0.3, "max_planted": {"default": 3, "ru": 3}}},
     "languages": ["sw", "ru"],
-    "corpus_shards": {"default": 1},
+    "corpus_shards": {"default": 1, "sw": 2},  # one language in two shards: the shard merge is tested here
     "tiny_models": {
         "tokenizer": {"vocab_size": 1500},
         "encoders": {

@@ -10,7 +10,7 @@ Options that change outputs: ``--backend``, ``--model``, ``--dtype``, ``--attn-i
 ``eager`` makes sampling on CUDA repeat bit for bit, ``sdpa`` does not), ``--max-model-len`` (vLLM's context),
 ``--endpoint`` (HTTP: completions or chat), ``--adapter`` (a LoRA adapter applied to the model; the
 workflow passes it as a rule input, not from the config). Options that only change speed or robustness:
-``--device``, ``--max-batch-rows``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``, ``--concurrency``,
+``--device``, ``--max-batch-rows``, ``--draft-tokens``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``, ``--concurrency``,
 ``--timeout``, ``--max-retries``, and where the server is (``--base-url``) and which environment variable
 holds its key (``--api-key-env``, a NAME: the key itself never appears on a command line).
 """
@@ -24,6 +24,7 @@ BACKEND_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "dtype": "auto",
     "max_batch_rows": 64,
+    "draft_tokens": 16,
     "attn_implementation": None,
     "tensor_parallel_size": 1,
     "gpu_memory_utilization": 0.9,
@@ -59,6 +60,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="transformers: rows (prompts x samples) decoded together; at most one prompt's samples: one prompt at a time",
     )
     parser.add_argument(
+        "--draft-tokens",
+        type=int,
+        default=d["draft_tokens"],
+        help="transformers: tokens of a finished sample fed as a draft and verified in one forward pass (the same "
+        "samples, fewer decoding steps for near-identical answers); 0 decodes token by token",
+    )
+    parser.add_argument(
         "--attn-implementation",
         choices=["sdpa", "eager"],
         default=d["attn_implementation"],
@@ -86,7 +94,7 @@ def backend_settings(args: argparse.Namespace, seed: int = 0) -> dict[str, Any]:
     if args.backend == "transformers":
         return {
             "model": args.model, "device": args.device, "dtype": args.dtype, "max_batch_rows": args.max_batch_rows,
-            "adapter": adapter, "attn_implementation": getattr(args, "attn_implementation", None),
+            "draft_tokens": args.draft_tokens, "adapter": adapter, "attn_implementation": getattr(args, "attn_implementation", None),
         }  # fmt: skip
     if args.backend == "vllm":
         return {

@@ -22,6 +22,22 @@ decodes one prompt at a time. A micro-batch goes through three stages.
    with its own temperature, top-p and random generator (seeded from the sample's seed, so a sample does
    not depend on its neighbours). Rows that reach the end-of-sequence token or their token limit leave
    the batch (cache, mask and positions alike); a request is yielded as soon as its last sample is done.
+4. Drafts from finished samples (``draft_tokens``; 0 turns them off). A judge's samples are near copies
+   of one another (``{"Information Accuracy": 2, "Information Completeness": 2}`` but for the digits), so
+   one decoding step per token spends a whole forward pass, with its fixed cost, on a token that is almost
+   certain. A row whose tokens so far begin a sample that already finished (in this micro-batch or an
+   earlier one; the most recent distinct ones are kept) takes that sample's next tokens as a draft and
+   feeds its pending token and the draft in ONE forward pass, which yields the logits at every drafted
+   position. The row then samples position by position exactly as plain decoding would, each token with
+   the next uniform number of its own generator (and the choice constraint where there is one): while the
+   sampled token is the drafted one it is accepted and the next position's logits are already there; the
+   first token that differs, or the one after a wholly accepted draft, is the row's new pending token.
+   So a sample is the one plain decoding draws from the same logits (speculative decoding with a draft
+   whose proposal is never sampled, so it needs no correction). Rows are right-padded to the longest
+   draft of the step; the slots of rejected and padded tokens stay in the cache but are masked out, as
+   the prefill's padding is. A row's draft budget falls to what it accepted last time, so free text
+   (whose samples diverge at once) soon decodes token by token again; ``stats`` counts the drafted and
+   the accepted tokens.
 
 Sampling: greedy at temperature 0; otherwise the nucleus (top-p) is cut as a probability threshold and
 one uniform number from the row's generator picks a token by inverse CDF, all rows in a few batched
@@ -102,6 +118,8 @@ class _Row:
     trie: ChoiceTrie | None = None
     """The request's choice constraint, if any; ``node`` is where the row's tokens have led in it."""
     node: int = 0
+    budget: int = 0
+    """How many drafted tokens the row may feed in its next step (module docstring, stage 4)."""
 
 
 @dataclass
@@ -137,12 +155,15 @@ class TransformersBackend(Backend):
         max_batch_rows: int = 64,
         adapter: str | None = None,
         attn_implementation: str | None = None,
+        draft_tokens: int = 16,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if max_batch_rows < 1:
             raise ValueError(f"transformers backend: max_batch_rows must be >= 1, got {max_batch_rows}")
+        if draft_tokens < 0:
+            raise ValueError(f"transformers backend: draft_tokens must be >= 0, got {draft_tokens}")
         self._torch = torch
         self._model_name = str(model)
         if device == "auto":
@@ -170,13 +191,17 @@ class TransformersBackend(Backend):
         self.share_prefix = share_prefix
         self.min_shared_prefix = max(1, min_shared_prefix)
         self.max_batch_rows = max_batch_rows
+        self.draft_tokens = draft_tokens
+        self._finished: list[tuple[int, ...]] = []
+        """The most recent distinct finished samples (end-of-sequence token included), newest first: the drafts."""
         self._prefix: tuple[list[int], Any] | None = None
         self._fingerprint = local_model_fingerprint(self._model_name)
         if self.adapter:
             self._fingerprint = f"{self._fingerprint}+adapter:{local_model_fingerprint(self.adapter)}"
         self._tries: dict[Constraint, ChoiceTrie] = {}
         self.stats: Counter[str] = Counter()
-        """prefill_calls, prefilled_tokens, reused_prefix_tokens, padding_tokens, decode_calls, generated_tokens."""
+        """prefill_calls, prefilled_tokens, reused_prefix_tokens, padding_tokens, decode_calls, generated_tokens,
+        drafted_tokens, accepted_draft_tokens."""
 
     @property
     def model_id(self) -> str:
@@ -191,12 +216,14 @@ class TransformersBackend(Backend):
             "device": str(self.device),
             "share_prefix": self.share_prefix,
             "max_batch_rows": self.max_batch_rows,
+            "draft_tokens": self.draft_tokens,
             "attn_implementation": self.model.config._attn_implementation,
             **({"adapter": self.adapter} if self.adapter else {}),
         }
 
     def close(self) -> None:
         self._prefix = None
+        self._finished = []
 
     # ------------------------------------------------------------------------------------ generation
 
@@ -272,7 +299,7 @@ class TransformersBackend(Backend):
         rows = [
             _Row(
                 j, s, settings, torch.Generator(device=self.device).manual_seed(int(settings.seed)),
-                trie=self._trie(req.constraint),
+                trie=self._trie(req.constraint), budget=self.draft_tokens,
             )
             for j, req in enumerate(requests)
             for s, settings in enumerate(req.samples)
@@ -283,35 +310,23 @@ class TransformersBackend(Backend):
             cache = pre.cache
             cache.batch_select_indices(owner)  # one row per sample, a copy of its prompt's row
             mask = pre.attention_mask[owner]
-            logits = pre.logits[owner]
+            # the position of every row's next token fed (its pending token: sampled, not yet in the cache)
             positions = torch.tensor([len(prompts[row.request]) for row in rows], device=self.device)
+            first = self._draw(pre.logits[owner], rows)
         finished: list[list[list[int]]] = [[[] for _ in req.samples] for req in requests]
         unfinished = [len(req.samples) for req in requests]
+        alive = [self._take(row, token) for row, token in zip(rows, first)]
         while True:
-            with torch.inference_mode():
-                if any(row.trie is not None for row in rows):
-                    logits = _restrict_to_choices(logits, rows, torch)
-                next_tokens = _sample_tokens(logits, rows, torch)
-            keep: list[int] = []
             done: list[int] = []
-            for j, (row, token) in enumerate(zip(rows, next_tokens)):
-                if row.trie is not None:  # constrained: never EOS; ends with a whole choice
-                    row.tokens.append(token)
-                    row.node = row.trie.step(row.node, token)
-                    if not row.trie.complete(row.node) and len(row.tokens) < row.settings.max_tokens:
-                        keep.append(j)
-                        continue
-                elif token not in self.eos_ids:
-                    row.tokens.append(token)
-                    if len(row.tokens) < row.settings.max_tokens:
-                        keep.append(j)
-                        continue
-                finished[row.request][row.sample] = row.tokens
-                unfinished[row.request] -= 1
-                if not unfinished[row.request]:
-                    done.append(row.request)
+            for row, on in zip(rows, alive):
+                if not on:
+                    finished[row.request][row.sample] = row.tokens
+                    unfinished[row.request] -= 1
+                    if not unfinished[row.request]:
+                        done.append(row.request)
             for j in done:
                 yield indices[j], self._result(finished[j], prompts[j], pre, j)
+            keep = [j for j, on in enumerate(alive) if on]
             if not keep:
                 return
             with torch.inference_mode():
@@ -320,19 +335,93 @@ class TransformersBackend(Backend):
                     cache.batch_select_indices(kept)
                     mask, positions = mask[kept], positions[kept]
                     rows = [rows[j] for j in keep]
-                mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                drafts = [self._draft(row) for row in rows]
+                width = 1 + max(map(len, drafts))
+                fed = [[row.tokens[-1], *d] + [PAD_ID] * (width - 1 - len(d)) for row, d in zip(rows, drafts)]
+                step_mask = torch.tensor([[1] * (1 + len(d)) + [0] * (width - 1 - len(d)) for d in drafts])
+                mask = torch.cat([mask, step_mask.to(mask)], dim=1)
                 out = self.model(
-                    input_ids=torch.tensor([[next_tokens[j]] for j in keep], device=self.device),
+                    input_ids=torch.tensor(fed, device=self.device),
                     attention_mask=mask,
-                    position_ids=positions[:, None],
+                    position_ids=positions[:, None] + torch.arange(width, device=self.device),
                     past_key_values=cache,
                     use_cache=True,
-                    logits_to_keep=1,
+                    logits_to_keep=width,
                 )
                 cache = out.past_key_values
-                logits = out.logits[:, -1, :].float()
-                positions = positions + 1
+                alive, accepted = self._verify(out.logits.float(), rows, drafts)
+                # the slots of rejected (and padded) drafted tokens stay in the cache, masked out
+                base = mask.shape[1] - width
+                for j, n in enumerate(accepted):
+                    mask[j, base + 1 + n :] = 0
+                positions = positions + 1 + torch.tensor(accepted, device=self.device)
             self.stats["decode_calls"] += 1
+            self.stats["drafted_tokens"] += sum(map(len, drafts))
+            self.stats["accepted_draft_tokens"] += sum(accepted)
+
+    def _verify(self, logits: Any, rows: list[_Row], drafts: list[list[int]]) -> tuple[list[bool], list[int]]:
+        """Sample every row position by position from the logits of its pending token and drafted tokens
+        (rows, width, vocabulary): a token equal to the drafted one is accepted and sampling goes on at
+        the next position; any other token (or the one after a wholly accepted draft) is the row's new
+        pending token. Returns, per row, whether it goes on and how many drafted tokens it accepted; the
+        row's draft budget becomes twice that, at most ``draft_tokens`` (none after a first-token miss)."""
+        alive = [True] * len(rows)
+        accepted = [0] * len(rows)
+        active = list(range(len(rows)))
+        column = 0
+        while active:
+            index = self._torch.tensor(active, device=logits.device)
+            tokens = self._draw(logits[index, column], [rows[j] for j in active])
+            going = []
+            for j, token in zip(active, tokens):
+                alive[j] = self._take(rows[j], token)
+                if alive[j] and column < len(drafts[j]) and token == drafts[j][column]:
+                    accepted[j] += 1
+                    going.append(j)
+            active = going
+            column += 1
+        for row, draft, n in zip(rows, drafts, accepted):
+            if draft and n < len(draft):
+                row.budget = min(self.draft_tokens, 2 * n)
+        return alive, accepted
+
+    def _draw(self, logits: Any, rows: Sequence[_Row]) -> list[int]:
+        """One token per row from its next-token logits (under its choice constraint, if any)."""
+        if any(row.trie is not None for row in rows):
+            logits = _restrict_to_choices(logits, rows, self._torch)
+        return _sample_tokens(logits, rows, self._torch)
+
+    def _take(self, row: _Row, token: int) -> bool:
+        """Append a sampled token to its row; False when the row has finished (end-of-sequence token,
+        token limit, or a whole choice written), and then its sample is kept as a draft."""
+        if row.trie is not None:  # constrained: never EOS; ends with a whole choice
+            row.tokens.append(token)
+            row.node = row.trie.step(row.node, token)
+            if not row.trie.complete(row.node) and len(row.tokens) < row.settings.max_tokens:
+                return True
+            ending: tuple[int, ...] = ()
+        elif token not in self.eos_ids:
+            row.tokens.append(token)
+            if len(row.tokens) < row.settings.max_tokens:
+                return True
+            ending = ()
+        else:
+            ending = (token,)
+        if self.draft_tokens:
+            sample = (*row.tokens, *ending)
+            self._finished = [sample, *(s for s in self._finished if s != sample)][:DRAFT_SAMPLES]
+        return False
+
+    def _draft(self, row: _Row) -> list[int]:
+        """The row's draft: the next tokens of the newest finished sample that its tokens begin."""
+        if not row.budget:
+            return []
+        n = len(row.tokens)
+        mine = tuple(row.tokens)
+        for sample in self._finished:
+            if len(sample) > n and sample[:n] == mine:
+                return list(sample[n : n + min(row.budget, row.settings.max_tokens - n + 1)])
+        return []
 
     def _result(self, tokens: list[list[int]], prompt: list[int], pre: _Prefill, j: int) -> GenerationResult:
         n_generated = sum(len(t) for t in tokens)
@@ -436,6 +525,9 @@ class TransformersBackend(Backend):
         return cache, common
 
 
+DRAFT_SAMPLES = 8
+"""How many distinct finished samples are kept as drafts."""
+
 GROW_TOKENS = 128
 """Least spare capacity a growing cache layer adds when it runs out (and at least a quarter of its length)."""
 
@@ -446,8 +538,9 @@ def _growing_layer() -> type:
     returns views of the buffers, instead of concatenating: a decoding step copied the whole cache of every
     layer (``torch.cat``: a quarter of the tiny judge's time on one core), now it copies the new tokens only.
     The buffers are replaced, with the layer's tokens copied once, when they are full or when another
-    operation (``batch_select_indices``, ``batch_repeat_interleave``) has replaced the layer's tensors; a crop
-    keeps them (the next tokens overwrite the cropped ones). Values are those of the concatenation."""
+    operation (``batch_repeat_interleave``) has replaced the layer's tensors; a crop keeps them (the next
+    tokens overwrite the cropped ones), and ``batch_select_indices`` selects rows of the whole buffers.
+    Values are those of the concatenation."""
     from transformers.cache_utils import DynamicLayer
 
     class GrowingLayer(DynamicLayer):
@@ -469,6 +562,17 @@ def _growing_layer() -> type:
             spare[1][..., n : n + add, :] = value_states
             self.keys, self.values = spare[0][..., : n + add, :], spare[1][..., : n + add, :]
             return self.keys, self.values
+
+        def batch_select_indices(self, indices: Any) -> None:
+            # rows selected from the whole buffers: the copy keeps its spare capacity, so the next update
+            # does not copy the rows a second time into a new buffer
+            spare = self.spare
+            if spare is None or not (_prefix_of(self.keys, spare[0]) and _prefix_of(self.values, spare[1])):
+                return super().batch_select_indices(indices)
+            n = self.keys.shape[-2]
+            spare = self.spare = (spare[0][indices, ...], spare[1][indices, ...])
+            self.keys, self.values = spare[0][..., :n, :], spare[1][..., :n, :]
+            return None
 
     return GrowingLayer
 
