@@ -115,11 +115,12 @@ def test_paper_matrix_builds_its_dag(miracl_raw, tmp_path):
     assert counts["candidates_dense"] == 2 * n_langs + (9 * 2 + 3) * n_langs
     assert counts["fuse"] == 3 * n_langs + 12 * n_langs
     assert "synthetic_language" not in counts and "tiny_encoder" not in counts
-    # The judging tables plan for MIRACL too: its human labels (no planted truth there) for the pointwise, listwise,
-    # small and cascade judges, and a dry estimate of each single judge the estimate table names.
+    # The judging tables plan for MIRACL too: its human labels (no planted truth there) for the pointwise judge with
+    # and without structured output, the listwise, small and cascade judges, and a dry estimate of each single judge
+    # the estimate table names.
     assert counts["judge_holdout"] == counts["judge_sample"] == n_langs
-    assert counts["judge_sample_verdicts"] == 3 * n_langs and counts["judge_sample_escalated"] == n_langs
-    assert counts["judge_eval"] == 4 * n_langs
+    assert counts["judge_sample_verdicts"] == 4 * n_langs and counts["judge_sample_escalated"] == n_langs
+    assert counts["judge_eval"] == 5 * n_langs
     assert counts["judge_estimate"] == 6 * n_langs  # llm, llm_listwise, llm_small, gpt4o, gpt4o_listwise, gpt4o_mini_listwise
     assert elapsed < 300
 
@@ -144,7 +145,7 @@ def test_default_config_builds_its_dag(tmp_path):
     assert counts["synthetic_language"] == 3 and counts["prepare"] == 3
     # the judge, its listwise sibling, the smaller judge, and stage 2's generator
     assert counts["tiny_encoder"] == 5 and counts["tiny_lm"] == 4
-    assert counts["judge_sample"] == 2 * 3 and counts["judge_eval"] == 2 * 4 * 3  # labels and planted, 4 judges
+    assert counts["judge_sample"] == 2 * 3 and counts["judge_eval"] == 2 * 5 * 3  # labels and planted, 5 judges
     # stage 2: the demo's instruction set (English source, one file per language), one MIFT, and the generation
     # and top-up of twelve query sets (as in the paper's DAG), plus the unjudged top-up of the full method's pool for
     # the analysis of the false negatives generation brings in
