@@ -35,9 +35,9 @@ decodes one prompt at a time. A micro-batch goes through three stages.
    So a sample is the one plain decoding draws from the same logits (speculative decoding with a draft
    whose proposal is never sampled, so it needs no correction). Rows are right-padded to the longest
    draft of the step; the slots of rejected and padded tokens stay in the cache but are masked out, as
-   the prefill's padding is. A row's draft budget falls to what it accepted last time, so free text
-   (whose samples diverge at once) soon decodes token by token again; ``stats`` counts the drafted and
-   the accepted tokens.
+   the prefill's padding is. After a rejection a row's draft budget becomes twice what it accepted (none
+   after a miss at the first drafted token), so free text, whose samples diverge at once, soon decodes
+   token by token again; ``stats`` counts the drafted and the accepted tokens.
 
 Sampling: greedy at temperature 0; otherwise the nucleus (top-p) is cut as a probability threshold and
 one uniform number from the row's generator picks a token by inverse CDF, all rows in a few batched
@@ -73,8 +73,8 @@ model; the cache fingerprint covers the base model and the adapter.
 Limits: only ``temperature`` and ``top_p`` shape sampling; other generation-config settings of the model
 (top-k, repetition penalty, ...) are not applied. The key/value cache grows with rows x (prompt + new
 tokens): lower ``max_batch_rows`` for a large model on a small GPU. A sliding attention window counts
-cache slots, padding included; with ``max_batch_rows`` at most the number of samples per request there is
-no padding.
+cache slots, padding and rejected drafted tokens included; with ``max_batch_rows`` at most the number of
+samples per request and ``draft_tokens`` 0 there are none.
 """
 
 from __future__ import annotations
