@@ -181,7 +181,7 @@ def _demo_judge(prompts: list[str], samples) -> list[str]:
     for r in range(4):
         for name in names[r % 2 :] + names[: r % 2]:
             b = arms[name]
-            b._prefix, b._finished = None, []
+            b.close()  # no kept prefix, no drafts from the previous round
             before = b.stats.copy()
             t0 = time.perf_counter()
             texts[name] = [x.texts for x in b.generate(reqs)]
@@ -223,10 +223,10 @@ def _matmul_flops(torch) -> float:
 
 
 def _forward_flops(cfg, stats: dict) -> float:
-    """2 x multiply-adds of the weights per token computed (prompt tokens, padding slots and every decoding
-    row's fed tokens are all computed; decoding rows are estimated from the generated and drafted tokens)."""
+    """2 x multiply-adds of the layers' weights per token position computed: prompt tokens and padding slots
+    of the prefills, and every decoding pass's rows x width (drafted and padded positions included)."""
     h, i, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     kv = h * cfg.num_key_value_heads // cfg.num_attention_heads
     per_token = layers * (2 * h * h + 2 * h * kv + 3 * h * i)
-    tokens = stats["prefilled_tokens"] + stats["padding_tokens"] + stats["generated_tokens"] + stats["drafted_tokens"]
+    tokens = stats["prefilled_tokens"] + stats["padding_tokens"] + stats["decode_slots"]
     return 2 * per_token * tokens

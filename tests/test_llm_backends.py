@@ -496,6 +496,8 @@ def test_transformers_drafts_from_finished_samples_change_no_sample(model_dir):
         calls = [b.stats["decode_calls"] for b in (plain, drafting)]
         assert [r.texts for r in drafting.generate(greedy)] == [r.texts for r in plain.generate(greedy)]
         assert plain.stats["decode_calls"] - calls[0] == 2 * 15
+        assert plain.stats["decode_slots"] == plain.stats["generated_tokens"] - sum(  # one fed token per row and step
+            len(r.samples) for r in reqs + greedy)
         assert drafting.stats["decode_calls"] - calls[1] == 15 + 1
         assert drafting.describe()["draft_tokens"] == 16
     with pytest.raises(ValueError, match="draft_tokens must be >= 0, got -1"):

@@ -200,8 +200,9 @@ class TransformersBackend(Backend):
             self._fingerprint = f"{self._fingerprint}+adapter:{local_model_fingerprint(self.adapter)}"
         self._tries: dict[Constraint, ChoiceTrie] = {}
         self.stats: Counter[str] = Counter()
-        """prefill_calls, prefilled_tokens, reused_prefix_tokens, padding_tokens, decode_calls, generated_tokens,
-        drafted_tokens, accepted_draft_tokens."""
+        """prefill_calls, prefilled_tokens, reused_prefix_tokens, padding_tokens, decode_calls, decode_slots (token
+        positions the decoding passes computed: rows x width, padding included), generated_tokens, drafted_tokens,
+        accepted_draft_tokens."""
 
     @property
     def model_id(self) -> str:
@@ -356,6 +357,7 @@ class TransformersBackend(Backend):
                     mask[j, base + 1 + n :] = 0
                 positions = positions + 1 + torch.tensor(accepted, device=self.device)
             self.stats["decode_calls"] += 1
+            self.stats["decode_slots"] += len(rows) * width
             self.stats["drafted_tokens"] += sum(map(len, drafts))
             self.stats["accepted_draft_tokens"] += sum(accepted)
 
