@@ -118,7 +118,7 @@ rule tiny_encoder:
         " --hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]}"
         " --intermediate {params.spec[intermediate]} --seed {params.spec[seed]}"
         " --warmup-steps {params.spec[warmup_steps]} --batch-size {params.spec[batch_size]} --lr {params.spec[lr]}"
-        " {params.encoder} --out {params.out} --threads {threads} --log {log}"
+        " --dropout {params.spec[dropout]} {params.encoder} --out {params.out} --threads {threads} --log {log}"
 
 
 rule tiny_lm:

@@ -111,6 +111,7 @@ def _library_defaults() -> dict:
     lines use too) defines it, under the schema's dotted key."""
     from boostmdr import (annotate, batching, bm25, encode, fusion, generate, judge, judge_eval, mift, miners, search,
                           tables, topics, topup, train, translate)
+    from boostmdr.demo import tiny_models
     from boostmdr.demo.tiny_lm import TASKS, JudgeTrainSettings, TinyLMSettings
     from boostmdr.demo.topic_classifiers import ClassifierSettings
     from boostmdr.encoder import EncoderSettings
@@ -164,6 +165,7 @@ def _library_defaults() -> dict:
         "judges.*.max_passage_words": j.max_passage_words,
         "judges.*.retries": j.retries,
         "judges.*.seed": j.seed,
+        "tiny_models.encoders.*.dropout": tiny_models.DROPOUT,
         "tiny_models.causal_lms.*.hidden": lm.hidden,
         "tiny_models.causal_lms.*.layers": lm.layers,
         "tiny_models.causal_lms.*.heads": lm.heads,

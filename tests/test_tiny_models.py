@@ -139,6 +139,9 @@ def test_tiny_encoder_reloads_with_automodel_and_sentence_transformers(built):
         1,
         128,
     )
+    # built without dropout by default (boostmdr.demo.tiny_models.DROPOUT), and fine-tuning reads it from the config
+    assert (model.config.hidden_dropout_prob, model.config.attention_probs_dropout_prob) == (0.0, 0.0)
+    assert json.loads((d / "enc" / "warmup.json").read_text())["dropout"] == 0.0
     assert (d / "enc" / "model.safetensors").is_file()
     enc = Encoder.from_pretrained(d / "enc", device="cpu")
     assert enc.settings == EncoderSettings(
@@ -194,6 +197,20 @@ def test_warm_up_improves_retrieving_a_passage_from_its_crop(built):
 
     before, after = top1(Encoder.from_pretrained(untrained, device="cpu")), top1(enc)
     assert after > before + 0.1, (before, after)
+
+
+def test_dropout_reaches_the_saved_config_and_bad_values_are_rejected(tmp_path):
+    from transformers import AutoConfig
+
+    corpus = write_corpus(tmp_path / "c.jsonl", "xx", n=10)
+    tiny_models.train_tokenizer([corpus], 100, tmp_path / "tok", min_frequency=1)
+    shape = dict(hidden=8, layers=1, heads=2, intermediate=8, seed=0, warmup_steps=0, batch_size=4, lr=1e-3)
+    tiny_models.build_encoder(tmp_path / "tok", [corpus], tmp_path / "enc", dropout=0.1, **shape)
+    config = AutoConfig.from_pretrained(tmp_path / "enc")
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.1, 0.1)
+    with pytest.raises(ValueError, match=r"--dropout must be in \[0, 1\), got 1.0"):
+        tiny_models.build_encoder(tmp_path / "tok", [corpus], tmp_path / "bad", dropout=1.0, **shape)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_bad_shape_is_rejected_before_training(tmp_path):

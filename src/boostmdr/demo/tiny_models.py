@@ -14,7 +14,11 @@ Two steps, each a CLI sub-command:
     The result is saved in the standard layout (safetensors weights, tokenizer, ``boostmdr_encoder.json``,
     a sentence-transformers description) plus ``warmup.json`` with the loss curve.
 
-Named backbones of the demo config differ by seed, size and warm-up length.
+Named backbones of the demo config differ by seed, size and warm-up length. They are built without
+dropout by default (``--dropout``; BERT's own is 0.1), and the saved config carries that into
+fine-tuning: on CPU, attention dropout sends PyTorch's scaled-dot-product attention to its unfused
+path (measured: 41 ms against 5 ms for the forward of a (48, 4, 100, 24) batch), and a tiny BGE
+stand-in fine-tuned 25.9 query groups per second with BERT's dropout against 47.4 without.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from boostmdr.utils import seed_everything, set_threads, setup_logging
 
 log = logging.getLogger(__name__)
 
+DROPOUT = 0.0  # hidden and attention dropout of the tiny encoders (see the module docstring)
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 
 
@@ -228,6 +233,7 @@ def build_encoder(
     warmup_steps: int,
     batch_size: int,
     lr: float,
+    dropout: float = DROPOUT,
     settings=None,
     temperature: float | None = None,
     max_position: int = 512,
@@ -248,6 +254,8 @@ def build_encoder(
             raise ValueError(f"--{name} must be >= 1, got {value}")
     if batch_size < 2:
         raise ValueError(f"--batch-size must be >= 2 (in-batch negatives), got {batch_size}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {dropout}")
     if temperature is None:
         temperature = 0.05 if settings.normalize else 1.0
     seed_everything(seed)
@@ -261,18 +269,21 @@ def build_encoder(
         intermediate_size=intermediate,
         max_position_embeddings=max_position,
         pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     model = BertModel(config)
     encoder = Encoder(model, tokenizer, settings, device="cpu")
     texts = [list(iter_passages([c], max_passages)) for c in corpora]
     n_passages = sum(len(t) for t in texts)
     log.info(
-        "tiny encoder: hidden %d, layers %d, heads %d, intermediate %d, %d parameters; warm-up %d steps x %d "
-        "on %d passages from %d corpora (seed %d, lr %g, temperature %g)",
+        "tiny encoder: hidden %d, layers %d, heads %d, intermediate %d, dropout %g, %d parameters; warm-up %d steps "
+        "x %d on %d passages from %d corpora (seed %d, lr %g, temperature %g)",
         hidden,
         layers,
         heads,
         intermediate,
+        dropout,
         sum(p.numel() for p in model.parameters()),
         warmup_steps,
         batch_size,
@@ -292,6 +303,7 @@ def build_encoder(
         "steps": warmup_steps,
         "batch_size": batch_size,
         "lr": lr,
+        "dropout": dropout,
         "temperature": temperature,
         "passages": n_passages,
         "corpora": [str(c) for c in corpora],
@@ -342,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     e.add_argument("--warmup-steps", type=int, required=True)
     e.add_argument("--batch-size", type=int, required=True)
     e.add_argument("--lr", type=float, required=True)
+    e.add_argument(
+        "--dropout", type=float, default=DROPOUT,
+        help=f"hidden and attention dropout of the BERT config, kept by fine-tuning (default {DROPOUT})",
+    )
     e.add_argument("--temperature", type=float, default=None, help="default: 0.05 if normalised, else 1")
     e.add_argument("--max-position", type=int, default=512)
     add_settings_arguments(e)
@@ -367,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             warmup_steps=args.warmup_steps,
             batch_size=args.batch_size,
             lr=args.lr,
+            dropout=args.dropout,
             settings=EncoderSettings.from_dict(settings_overrides(args), source="command line"),
             temperature=args.temperature,
             max_position=args.max_position,
