@@ -371,6 +371,8 @@ def num_shards(lang):
 
 UNSHARDED_LANGS = [lang for lang in LANGS if num_shards(lang) == 1]
 """Languages whose corpus is encoded as one shard: a fine-tuned model encodes and searches them in one job."""
+UNSHARDED_JOBS = config["retrieval"]["unsharded_jobs"]
+"""language: one such job per model and language; model: one per model for all of UNSHARDED_LANGS."""
 FINETUNED_VARIANTS = [v for v in VARIANTS if v != "zeroshot"]
 
 
@@ -535,11 +537,22 @@ def judge_params(name):
         "seed": spec["seed"],
         "mode": mode,
         "structured": "--structured-output" if spec["structured_output"] else "",
+        "fill": "",
     }
 
 
 def get_judge_params(wildcards):
     return judge_params(wildcards.judge)
+
+
+def get_generated_judge_params(wildcards):
+    """Stage 2's judge: the stage-1 judge's settings, and (pointwise) judging each query's new candidates only until
+    its stage-1 pool is topped up to N (judge --fill-pool): the verdicts the top-up reads, no more."""
+    params = judge_params(wildcards.judge)
+    if judge_spec(wildcards.judge)["mode"] == "pointwise":
+        pool = pool_file(wildcards.ensemble, wildcards.judge, wildcards.reference, wildcards.keep, wildcards.lang)
+        params["fill"] = f"--fill-pool {pool} --pool-size {wildcards.size} --keep {wildcards.keep.replace('-', ',')}"
+    return params
 
 
 def get_judge_backend_flags(wildcards):
@@ -1474,17 +1487,25 @@ def generator_spec(name):
     return GENERATORS[name]
 
 
+def query_topics(queries, lang):
+    if queries == "train":
+        return data(lang, "train.topics.tsv")
+    return generated_file(settings_gset(QUERY_SETS[queries]), lang, "topics.tsv")
+
+
+def query_train(queries, lang):
+    """The query set's train.jsonl: its queries' labelled positives (generated queries: their training query's)."""
+    if queries == "train":
+        return data(lang, "train.jsonl")
+    return generated_file(settings_gset(QUERY_SETS[queries]), lang, "train.jsonl")
+
+
 def get_query_topics(wildcards):
-    if wildcards.queries == "train":
-        return data(wildcards.lang, "train.topics.tsv")
-    return generated_file(settings_gset(QUERY_SETS[wildcards.queries]), wildcards.lang, "topics.tsv")
+    return query_topics(wildcards.queries, wildcards.lang)
 
 
 def get_query_train(wildcards):
-    """The query set's train.jsonl: its queries' labelled positives (generated queries: their training query's)."""
-    if wildcards.queries == "train":
-        return data(wildcards.lang, "train.jsonl")
-    return generated_file(settings_gset(QUERY_SETS[wildcards.queries]), wildcards.lang, "train.jsonl")
+    return query_train(wildcards.queries, wildcards.lang)
 
 
 def _model_file_inputs(model):

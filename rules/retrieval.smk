@@ -150,42 +150,81 @@ rule search_dense:
         " --tag {wildcards.backbone}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
 
 
-# A fine-tuned model's index has one reader, the search above. Where the language's corpus is one shard
-# (corpus_shards), one job encodes it in memory and searches it (python -m boostmdr.search --corpus): the work of
+# A fine-tuned model's index has one reader, the search above. Where a language's corpus is one shard
+# (corpus_shards), the encoding and the search are one job (python -m boostmdr.search --corpus): the work of
 # encode_corpus + search_dense without a second start-up and without the index file, on the encoder's resources.
-# A sharded language, and every zero-shot index (kept or read by several rules), keeps the two rules.
-rule search_dense_unsharded:
-    input:
-        corpus=data("{lang}", "corpus.jsonl"),
-        stats=data("{lang}", "stats.json"),
-        topics=data("{lang}", "dev.topics.tsv"),
-        model=get_model_inputs,
-    output:
-        run_file("{backbone}", "{variant}", "{lang}"),
-    wildcard_constraints:
-        backbone=DENSE_ALT,
-        variant=_alt(FINETUNED_VARIANTS),
-        lang=_alt(UNSHARDED_LANGS),
-    params:
-        model=get_model_path,
-        encoder=get_encoder_flags,
-        depth=config["retrieval"]["depth"],
-        batch_size=config["retrieval"]["batch_size"],
-    threads: get_threads("encode_corpus")
-    resources:
-        mem_mb=res("encode_corpus", "mem_mb"),
-        runtime=res("encode_corpus", "runtime"),
-        gpu=res("encode_corpus", "gpu"),
-    log:
-        log_file("search_dense_unsharded", "{backbone}/{variant}/{lang}"),
-    benchmark:
-        benchmark_file("search_dense_unsharded", "{backbone}/{variant}/{lang}")
-    conda:
-        conda_env("gpu")
-    shell:
-        "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
-        " --corpus {input.corpus} --stats {input.stats} --depth {params.depth} --batch-size {params.batch_size}"
-        " --tag {wildcards.backbone}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
+# retrieval.unsharded_jobs cuts these jobs: `language`, one per model and language (a cluster runs the languages side
+# by side); `model`, one per model for all its one-shard languages (one start-up and one model load: small corpora),
+# zero-shot models included (a candidate retriever's small corpus is encoded again rather than read from the index
+# kept for its candidates: identical vectors, and cheaper than a job's start-up at that size). A sharded language,
+# and in `language` mode every zero-shot index (kept, or read by several rules), keeps the two rules.
+if UNSHARDED_JOBS == "model" and UNSHARDED_LANGS:
+
+    rule search_dense_unsharded:
+        input:
+            corpus=[data(lang, "corpus.jsonl") for lang in UNSHARDED_LANGS],
+            stats=[data(lang, "stats.json") for lang in UNSHARDED_LANGS],
+            topics=[data(lang, "dev.topics.tsv") for lang in UNSHARDED_LANGS],
+            model=get_model_inputs,
+        output:
+            [run_file("{backbone}", "{variant}", lang) for lang in UNSHARDED_LANGS],
+        wildcard_constraints:
+            backbone=DENSE_ALT,
+        params:
+            model=get_model_path,
+            encoder=get_encoder_flags,
+            depth=config["retrieval"]["depth"],
+            batch_size=config["retrieval"]["batch_size"],
+        threads: get_threads("encode_corpus")
+        resources:
+            mem_mb=res("encode_corpus", "mem_mb"),
+            runtime=res("encode_corpus", "runtime"),
+            gpu=res("encode_corpus", "gpu"),
+        log:
+            log_file("search_dense_unsharded", "{backbone}/{variant}"),
+        benchmark:
+            benchmark_file("search_dense_unsharded", "{backbone}/{variant}")
+        conda:
+            conda_env("gpu")
+        shell:
+            "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
+            " --corpus {input.corpus} --stats {input.stats} --depth {params.depth} --batch-size {params.batch_size}"
+            " --tag {wildcards.backbone}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
+
+else:
+
+    rule search_dense_unsharded:
+        input:
+            corpus=data("{lang}", "corpus.jsonl"),
+            stats=data("{lang}", "stats.json"),
+            topics=data("{lang}", "dev.topics.tsv"),
+            model=get_model_inputs,
+        output:
+            run_file("{backbone}", "{variant}", "{lang}"),
+        wildcard_constraints:
+            backbone=DENSE_ALT,
+            variant=_alt(FINETUNED_VARIANTS),
+            lang=_alt(UNSHARDED_LANGS),
+        params:
+            model=get_model_path,
+            encoder=get_encoder_flags,
+            depth=config["retrieval"]["depth"],
+            batch_size=config["retrieval"]["batch_size"],
+        threads: get_threads("encode_corpus")
+        resources:
+            mem_mb=res("encode_corpus", "mem_mb"),
+            runtime=res("encode_corpus", "runtime"),
+            gpu=res("encode_corpus", "gpu"),
+        log:
+            log_file("search_dense_unsharded", "{backbone}/{variant}/{lang}"),
+        benchmark:
+            benchmark_file("search_dense_unsharded", "{backbone}/{variant}/{lang}")
+        conda:
+            conda_env("gpu")
+        shell:
+            "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
+            " --corpus {input.corpus} --stats {input.stats} --depth {params.depth} --batch-size {params.batch_size}"
+            " --tag {wildcards.backbone}.{wildcards.variant} --out {output} --threads {threads} --log {log}"
 
 
 ruleorder: search_dense_unsharded > search_dense
@@ -223,3 +262,46 @@ rule candidates_dense:
         " --shards {input.shards} --depth {params.depth} --batch-size {params.batch_size}"
         " --positives {input.train} --positive-scores-out {output.positives}"
         " --tag {wildcards.backbone}.candidates --out {output.run} --threads {threads} --log {log}"
+
+
+# retrieval.unsharded_jobs: model also ranks a query set's queries in every one-shard language with one job per
+# candidate retriever, each corpus encoded in memory (no index is kept for it: identical vectors, re-encoded where
+# read); a sharded language keeps candidates_dense over the kept index.
+if UNSHARDED_JOBS == "model" and UNSHARDED_LANGS:
+
+    rule candidates_dense_unsharded:
+        input:
+            corpus=[data(lang, "corpus.jsonl") for lang in UNSHARDED_LANGS],
+            stats=[data(lang, "stats.json") for lang in UNSHARDED_LANGS],
+            topics=lambda wc: [query_topics(wc.queries, lang) for lang in UNSHARDED_LANGS],
+            train=lambda wc: [query_train(wc.queries, lang) for lang in UNSHARDED_LANGS],
+            model=get_model_inputs,
+        output:
+            run=[candidate_run("{backbone}", "{queries}", lang) for lang in UNSHARDED_LANGS],
+            positives=[positive_scores_file("{backbone}", "{queries}", lang) for lang in UNSHARDED_LANGS],
+        wildcard_constraints:
+            backbone=DENSE_ALT,
+        params:
+            model=get_model_path,
+            encoder=get_encoder_flags,
+            depth=config["candidates"]["depth"],
+            batch_size=config["retrieval"]["batch_size"],
+        threads: get_threads("candidates_dense")
+        resources:
+            mem_mb=res("candidates_dense", "mem_mb"),
+            runtime=res("candidates_dense", "runtime"),
+            gpu=res("candidates_dense", "gpu"),
+        log:
+            log_file("candidates_dense_unsharded", "{backbone}/{queries}"),
+        benchmark:
+            benchmark_file("candidates_dense_unsharded", "{backbone}/{queries}")
+        conda:
+            conda_env("gpu")
+        shell:
+            "python -m boostmdr.search --model {params.model} {params.encoder} --topics {input.topics}"
+            " --corpus {input.corpus} --stats {input.stats} --depth {params.depth} --batch-size {params.batch_size}"
+            " --positives {input.train} --positive-scores-out {output.positives}"
+            " --tag {wildcards.backbone}.candidates --out {output.run} --threads {threads} --log {log}"
+
+    ruleorder: candidates_dense_unsharded > candidates_dense
+

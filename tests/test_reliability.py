@@ -267,7 +267,8 @@ def test_jobs_run_offline_however_the_workflow_is_started(tmp_path):
     t0 = time.monotonic()
     proc = _snakemake(workdir, files, "--", "results/candidates/bge/train/sw.trec", env=env, timeout=900)
     assert proc.returncode != 0
-    (log_path,) = (workdir / "results/logs/encode_corpus_kept/bge/zeroshot/sw").glob("shard-*.log")
+    # (the default's retrieval.unsharded_jobs: model: one job ranks the training queries of every one-shard language)
+    log_path = workdir / "results/logs/candidates_dense_unsharded/bge/train.log"
     log = log_path.read_text()
     assert " ERROR " in log and "no-such-org/no-such-model" in log and "Traceback" not in log
     assert "offline" in log.lower() or "HF_HUB_OFFLINE" in log

@@ -22,8 +22,11 @@ from boostmdr.search import merge_hits, search_shard, search_shards, topk_inner_
 
 
 def brute_force(q_emb, emb, ids, depth):
-    """Reference ranking: every score, sorted by (-score, docid), cut at depth."""
-    scores = q_emb @ emb.T
+    """Reference ranking: every score, sorted by (-score, docid), cut at depth. The scores are elementwise
+    products summed in float64, so identical passage vectors get identical scores: a BLAS matrix product may
+    compute two equal columns with different kernels (measured: 1 ulp apart on an AMD EPYC's OpenBLAS), which
+    would break a tie by score rather than by docid."""
+    scores = (q_emb.astype(np.float64)[:, None, :] * emb.astype(np.float64)[None, :, :]).sum(axis=-1)
     out = []
     for row in scores:
         hits = sorted(((-float(s), d) for s, d in zip(row, ids, strict=True)))[:depth]
@@ -138,7 +141,7 @@ def test_positive_missing_from_every_shard_is_an_error(corpus):
         )
 
 
-def test_encode_and_search_clis_end_to_end(tmp_path):
+def test_encode_and_search_clis_end_to_end(tmp_path, capsys):
     """Tiny random encoder saved to disk -> 1 and 3 encoded shards -> identical runs; positives scored."""
     import torch
     from transformers import BertConfig, BertModel
@@ -239,6 +242,33 @@ def test_encode_and_search_clis_end_to_end(tmp_path):
     assert (tmp_path / "pos0.tsv").read_text() == (tmp_path / "pos1.tsv").read_text()
     with pytest.raises(SystemExit):  # one of --shards and --corpus
         search.main([*common, "--corpus", str(corpus), "--shards", str(tmp_path / "e1.0.npz"), "--out", "x"])
+    # several corpora in one process, each with its own topics, stats and run, in order: the runs of one-corpus calls
+    (tmp_path / "dev.topics.tsv").write_text("c\tw5 w9\nd\tt1 w2 w3\n")
+    one = ["--model", str(tmp_path / "m"), "--depth", "10", "--tag", "tiny", "--threads", "1", "--batch-size", "4"]
+    search.main([*one, "--topics", str(tmp_path / "dev.topics.tsv"), "--corpus", str(corpus), "--out", str(tmp_path / "d.trec")])
+    stats = str(tmp_path / "stats.json")
+    search.main([*one, "--topics", str(topics), str(tmp_path / "dev.topics.tsv"), "--corpus", str(corpus), str(corpus),
+                 "--stats", stats, stats, "--out", str(tmp_path / "m1.trec"), str(tmp_path / "m2.trec")])  # fmt: skip
+    assert (tmp_path / "m1.trec").read_text() == run1
+    assert (tmp_path / "m2.trec").read_text() == (tmp_path / "d.trec").read_text() != run1
+    # ... and the positives' scores of each set, into the file at its position
+    (tmp_path / "dev.train.jsonl").write_text(json.dumps({"qid": "d", "query": "t1 w2 w3", "positives": ["3#0"], "negatives": []}) + "\n")
+    search.main([*one, "--topics", str(topics), str(tmp_path / "dev.topics.tsv"), "--corpus", str(corpus), str(corpus),
+                 "--out", str(tmp_path / "m1.trec"), str(tmp_path / "m2.trec"),
+                 "--positives", str(train), str(tmp_path / "dev.train.jsonl"),
+                 "--positive-scores-out", str(tmp_path / "p1.tsv"), str(tmp_path / "p2.tsv")])  # fmt: skip
+    assert (tmp_path / "p1.tsv").read_text() == (tmp_path / "pos1.tsv").read_text()
+    assert list(read_positive_scores(tmp_path / "p2.tsv")) == ["d"]
+    for bad, message in (
+        (["--topics", str(topics), "--corpus", str(corpus), str(corpus), "--out", "a", "b"], "--topics: 1 given for 2 --corpus"),
+        (["--topics", str(topics), "--shards", str(tmp_path / "e1.0.npz"), "--out", "a", "b"], "--out: 2 given for --shards"),
+        (["--topics", str(topics), str(topics), "--corpus", str(corpus), str(corpus), "--out", "a", "a"], "the same output file is given twice"),
+        (["--topics", str(topics), str(topics), "--corpus", str(corpus), str(corpus), "--out", "a", "b",
+          "--positives", str(train), "--positive-scores-out", "p"], "--positives: 1 given for 2 --corpus"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit):
+            search.main([*one, *bad])
+        assert message in capsys.readouterr().err
     # the positive's score is the same model's inner product, wherever it ranks
     enc = Encoder.from_pretrained(tmp_path / "m", device="cpu")
     q = enc.encode_queries(["w1 w2 w3"])[0]

@@ -244,9 +244,11 @@ def test_editing_one_variant_replans_only_that_variant(workflow_run):
     sharded = {lang: n for lang, n in per_lang.items() if n > 1}
     assert sharded and len(sharded) < n_langs  # both paths: encode + search, and the one-job search of one shard
     # its batch manifest is rebuilt from the new pool, and the batches table shows it; the new model encodes a
-    # sharded language shard by shard, then searches it, and a one-shard language in one job
+    # sharded language shard by shard, then searches it, and its one-shard languages in one job (the default's
+    # retrieval.unsharded_jobs: model)
+    assert yaml.safe_load((REPO / "config/config.yaml").read_text())["retrieval"]["unsharded_jobs"] == "model"
     assert planned == {"pool": n_langs, "batches": 1, "train": 1, "encode_corpus": sum(sharded.values()),
-                       "search_dense": len(sharded), "search_dense_unsharded": n_langs - len(sharded),
+                       "search_dense": len(sharded), "search_dense_unsharded": 1,
                        "evaluate": n_langs, "table": 2}, planned
 
 
@@ -263,7 +265,9 @@ def test_editing_the_judge_model_replans_verdicts_not_candidates(workflow_run):
     # table (full, w/o stage 2, its three batching ablations, stage 1 only)
     assert planned["pool"] == n_langs and planned["train"] == 3 and planned["batches"] == 6
     # new pools: new generated queries, whose candidates are retrieved and fused again (not the training queries')
-    assert planned["generate"] == planned["candidates_dense"] // 2 == planned["fuse"] == n_langs
+    # (the sharded language's by candidates_dense, the one-shard language's by one job per retriever)
+    assert planned["generate"] == planned["fuse"] == n_langs
+    assert planned["candidates_dense"] == planned["candidates_dense_unsharded"] == 2, planned
     for upstream in ("synthetic_language", "prepare", "tiny_encoder", "mine", "bm25_index", "mift_train"):
         assert upstream not in planned, planned
 

@@ -154,3 +154,12 @@ def test_default_config_builds_its_dag(tmp_path):
     assert counts["generate"] == 12 * 3 and counts["topup"] == 12 * 3 + 3
     assert counts["table_figure"] == 2  # Figure 3 and the mined-share sweep
     assert counts["topics"] == 3 and counts["train"] == len({(r["backbone"], r["variant"]) for r in _trained_rows(tmp_path)})
+    # retrieval.unsharded_jobs: model: the three one-shard languages of every dense model, fine-tuned or zero-shot, are
+    # encoded and searched by one job, and a query set's candidates by one job per candidate retriever (me5, bge): the
+    # training queries and stage 2's generated sets; no index is written
+    assert counts["search_dense_unsharded"] == counts["train"] + 5
+    # (the training queries and 9 generated sets of the me5 + bge ensemble by both; the generated sets of w/o mE5,
+    # w/o BGE and w/o stage 1 by their one retriever)
+    assert counts["candidates_dense_unsharded"] == 2 + 9 * 2 + 3 and counts["generate"] == (9 + 3) * 3, counts
+    for rule in ("search_dense", "encode_corpus", "encode_corpus_kept", "candidates_dense"):
+        assert rule not in counts, rule

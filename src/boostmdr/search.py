@@ -7,7 +7,9 @@ shard (a tie at a shard's cut-off is widened until every tied passage is seen) a
 
 With ``--corpus`` instead of ``--shards`` the corpus is encoded here, in memory, and searched as one shard:
 what ``python -m boostmdr.encode`` and this command do in two jobs, in one (the workflow does so where a
-language's corpus is one shard and nothing else reads its index).
+language's corpus is one shard and nothing else reads its index). ``--corpus`` takes several corpora, each
+with its own ``--topics``, ``--stats`` and ``--out`` in the same order: one process (one start-up, one model
+load) searches several languages, each corpus in memory only while its queries are searched.
 
 Optionally, for every labelled positive of a query (``train.jsonl``), the same model's score is written
 as ``qid<TAB>docid<TAB>score``, whichever shard holds the passage: the hard-negative miners compare
@@ -229,20 +231,29 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m boostmdr.search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="encoder directory or hub id (offline)")
-    parser.add_argument("--topics", required=True, help="qid<TAB>query file")
+    parser.add_argument("--topics", required=True, nargs="+", help="qid<TAB>query file (with --corpus: one per corpus)")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--shards", nargs="+", help="shard .npz files (from boostmdr.encode)")
-    where.add_argument("--corpus", help="prepared corpus.jsonl: encode it here, in memory, and search it (one shard)")
-    parser.add_argument("--stats", default=None, help="with --corpus: prepared stats.json (passage count)")
+    where.add_argument("--shards", nargs="+", help="shard .npz files (from boostmdr.encode) of one corpus")
+    where.add_argument(
+        "--corpus", nargs="+",
+        help="prepared corpus.jsonl file(s): each is encoded here, in memory, and searched (one shard) with the "
+        "--topics, --stats and --out at its position",
+    )  # fmt: skip
+    parser.add_argument("--stats", nargs="+", default=None, help="with --corpus: prepared stats.json (passage count), one per corpus")
     parser.add_argument(
         "--max-tokens", type=int, default=None,
         help="with --corpus: most padded tokens per passage batch (default: 1024 on CPU, none on GPU)",
     )  # fmt: skip
     parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH)
     parser.add_argument("--tag", required=True, help="run tag (6th TREC column)")
-    parser.add_argument("--out", required=True, help="output TREC run")
-    parser.add_argument("--positives", default=None, help="prepared train.jsonl: score every labelled positive")
-    parser.add_argument("--positive-scores-out", default=None, help="qid<TAB>docid<TAB>score output")
+    parser.add_argument("--out", required=True, nargs="+", help="output TREC run (with --corpus: one per corpus)")
+    parser.add_argument(
+        "--positives", nargs="+", default=None,
+        help="prepared train.jsonl: score every labelled positive (with --corpus: one per corpus)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--positive-scores-out", nargs="+", default=None, help="qid<TAB>docid<TAB>score output, one per --positives"
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="query encoding batch size")
     parser.add_argument("--log", default=None)
     parser.add_argument("--threads", type=int, default=None)
@@ -254,8 +265,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--positives and --positive-scores-out go together")
     if any(c.isspace() for c in args.tag) or not args.tag:
         parser.error(f"--tag {args.tag!r} must be non-empty and contain no whitespace")
-    sources = args.shards or [args.corpus]
-    for p in [args.topics, *sources, *([args.positives] if args.positives else [])]:
+    sets = len(args.corpus) if args.corpus else 1
+    per_set = (("--topics", args.topics), ("--out", args.out), ("--stats", args.stats), ("--positives", args.positives),
+               ("--positive-scores-out", args.positive_scores_out))  # fmt: skip
+    for flag, values in per_set:
+        if values is not None and len(values) != sets:
+            what = f"{sets} --corpus file(s)" if args.corpus else "--shards (the shards of one corpus)"
+            parser.error(f"{flag}: {len(values)} given for {what}; give one per corpus, in the same order")
+    outputs = [*args.out, *(args.positive_scores_out or [])]
+    if len(set(outputs)) != len(outputs):
+        parser.error(f"the same output file is given twice: {outputs}")
+    for p in [*args.topics, *(args.shards or args.corpus), *(args.positives or [])]:
         if not Path(p).is_file():
             parser.error(f"input file not found: {p}")
     if args.threads:
@@ -263,28 +283,42 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         faiss.omp_set_num_threads(args.threads)
 
-    topics = read_topics(args.topics)
-    positives = None
-    if args.positives:
-        all_pos = {qid: list(q.positives) for qid, q in read_train(args.positives).items()}
-        unknown = [q for q in all_pos if q not in topics]
-        if unknown:
-            raise ValueError(
-                f"{args.positives}: {len(unknown)} queries are not in {args.topics} (e.g. {unknown[:5]}); "
-                "the positives and topics must describe the same training queries"
-            )
-        positives = {q: all_pos[q] for q in topics if q in all_pos}
+    all_topics = [read_topics(t) for t in args.topics]
+    all_positives = [
+        labelled_positives(path, topics_path, topics)
+        for path, topics_path, topics in zip(args.positives, args.topics, all_topics, strict=True)
+    ] if args.positives else [None] * sets  # fmt: skip
     from boostmdr.encoder import Encoder
 
     encoder = Encoder.from_pretrained(args.model, overrides=settings_overrides(args))
-    if args.corpus:
-        sources = [encode_corpus(encoder, args.corpus, args.stats, args.batch_size, args.max_tokens)]
-    result = dense_search(encoder, topics, sources, args.depth, positives, batch_size=args.batch_size)
-    write_run(args.out, result.run, args.tag, args.depth)
-    log.info("wrote %s: %d of %d queries, depth %d", args.out, len(result.run), len(topics), args.depth)
-    if args.positive_scores_out:
-        write_positive_scores(args.positive_scores_out, result.positive_scores)
-        log.info("wrote %s: %d positive scores", args.positive_scores_out, len(result.positive_scores))
+    for i, (topics, positives, out) in enumerate(zip(all_topics, all_positives, args.out, strict=True)):
+        if args.corpus:
+            stats = args.stats[i] if args.stats else None
+            sources = [encode_corpus(encoder, args.corpus[i], stats, args.batch_size, args.max_tokens)]
+        else:
+            sources = args.shards
+        result = dense_search(encoder, topics, sources, args.depth, positives, batch_size=args.batch_size)
+        del sources
+        write_run(out, result.run, args.tag, args.depth)
+        log.info("wrote %s: %d of %d queries, depth %d", out, len(result.run), len(topics), args.depth)
+        if args.positive_scores_out:
+            write_positive_scores(args.positive_scores_out[i], result.positive_scores)
+            log.info("wrote %s: %d positive scores", args.positive_scores_out[i], len(result.positive_scores))
+
+
+def labelled_positives(
+    train_path: str | os.PathLike, topics_path: str | os.PathLike, topics: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """``{qid: [positive docid, ...]}`` of ``train.jsonl`` for the queries of ``topics``; every labelled query must
+    be among them."""
+    all_pos = {qid: list(q.positives) for qid, q in read_train(train_path).items()}
+    unknown = [q for q in all_pos if q not in topics]
+    if unknown:
+        raise ValueError(
+            f"{train_path}: {len(unknown)} queries are not in {topics_path} (e.g. {unknown[:5]}); "
+            "the positives and topics must describe the same training queries"
+        )
+    return {q: all_pos[q] for q in topics if q in all_pos}
 
 
 if __name__ == "__main__":
