@@ -4,6 +4,8 @@ fine-tuning, and clear errors for templates and models it cannot serve."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from judge_fixtures import PROMPT, judge_against_truth, write_toy_data
 
@@ -150,6 +152,41 @@ def test_embeddings_and_circuit_layers_stay_fixed_while_the_rest_trains(tokenize
         fixed = n.startswith(("model.embed_tokens.", "model.layers.0.", "model.layers.1.", "model.layers.2."))
         assert torch.equal(p, before[n]) == fixed, n
     assert not model.config.tie_word_embeddings
+
+
+def test_skipping_the_zero_mlps_changes_no_output_and_no_training_step(tokenizer):
+    """The fine-tuning skips the circuit layers' all-zero MLPs: every hidden state and logit is bit for bit the same,
+    and so is the model after two AdamW steps; the real MLPs are back afterwards, and a non-zero MLP is kept."""
+    import torch
+
+    from boostmdr.demo.tiny_circuit import zero_mlps_skipped
+
+    ids = torch.tensor([tokenizer(render_judge_prompt(TEMPLATE, "kami tosu", "tosu rane", "rane"))["input_ids"]] * 2)
+    trained = []
+    for skip in (False, True):
+        model, _ = circuit_model(tokenizer, TEMPLATE)
+        mlps = [layer.mlp for layer in model.model.layers]
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.01)
+        model.train()
+        with zero_mlps_skipped(model) if skip else contextlib.nullcontext() as active:
+            if skip:
+                assert len(active.saved) == 3 and all(layer.mlp is not m for layer, m in zip(model.model.layers[:3], mlps))
+            for _ in range(2):
+                out = model(input_ids=ids, labels=ids, output_hidden_states=True)
+                out.loss.backward()
+                opt.step()
+                opt.zero_grad()
+        assert [layer.mlp for layer in model.model.layers] == mlps  # restored
+        trained.append((out.hidden_states, out.logits.detach(), model.state_dict()))
+    (h0, l0, w0), (h1, l1, w1) = trained
+    assert all(torch.equal(a, b) for a, b in zip(h0, h1)) and torch.equal(l0, l1)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    # an MLP that is not all zero (here the first layer's, changed by hand) is computed as it is
+    model, _ = circuit_model(tokenizer, TEMPLATE)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[0, 0] = 1.0
+    with zero_mlps_skipped(model) as active:
+        assert [layer for layer, _ in active.saved] == list(model.model.layers[1:3])
 
 
 @pytest.mark.slow

@@ -76,6 +76,7 @@ On a shared CPU, ``--threads 1`` trains several times faster than two threads.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -558,7 +559,12 @@ def finetune_judge(
     step = 0
     total = s.max_steps + s.listwise_steps
     listwise_done = 0
-    with tqdm(total=total, desc="judge fine-tuning", unit="step") as bar:
+    skip = contextlib.nullcontext()
+    if markers is not None:
+        from boostmdr.demo.tiny_circuit import zero_mlps_skipped
+
+        skip = zero_mlps_skipped(model)  # the circuit's all-zero MLPs: the same outputs, not computed
+    with skip, tqdm(total=total, desc="judge fine-tuning", unit="step") as bar:
         while step < total and (s.max_seconds is None or time.monotonic() - start < s.max_seconds):
             # the listwise steps spread evenly: step k is listwise when it crosses a multiple of total / listwise
             is_listwise = (step + 1) * s.listwise_steps // total > listwise_done
