@@ -56,7 +56,7 @@ rule judge:
         " {params.judge[llm]} {resources.llm_run}"
         " --prompt {input.prompt} --reference {wildcards.reference} --samples {params.judge[samples]}"
         " --max-new-tokens {params.judge[max_new_tokens]} {params.judge[max_passage_words]} --retries {params.judge[retries]} --seed {params.judge[seed]}"
-        " {params.judge[mode]} {params.judge[structured]}"
+        " {params.judge[mode]} {params.judge[structured]} {params.judge[fill]}"
         " --cache {params.cache} --out {output} --threads {threads} --log {log}"
 
 

@@ -4,7 +4,8 @@
 # and writes a new query from the summary (generate). The generated queries are ranked and fused by the stage-1
 # rules (candidates_dense, candidates_bm25, fuse with {queries} = the generated set), their new candidates mapped
 # back to the training query (stage2_candidates) and judged by the stage-1 judge against the original query
-# (judge_generated), and every pool is topped up to exactly N (topup; topup_stage1_only for "w/o stage 2").
+# (judge_generated: in rank order, only until the query's pool would be full, the verdicts the top-up reads), and
+# every pool is topped up to exactly N (topup; topup_stage1_only for "w/o stage 2").
 # Analysis: the round-trip check, Table 8, the stage-2 statistics and, on the synthetic benchmark, the planted false
 # negatives among generated negatives with and without the judge.
 
@@ -171,10 +172,11 @@ use rule judge as judge_generated with:
         corpus=data("{lang}", "corpus.jsonl"),
         prompt=lambda wc: judge_spec(wc.judge)["prompt"],
         model=get_judge_model_inputs,
+        pool=pool_file("{ensemble}", "{judge}", "{reference}", "{keep}", "{lang}"),
     output:
         stage2_verdict_file(GSET, "{lang}", "{chunk}", "{nchunks}"),
     params:
-        judge=get_judge_params,
+        judge=get_generated_judge_params,
         cache=get_stage2_judge_cache,
     log:
         log_file("judge_generated", "{ensemble}/{judge}/{reference}/keep-{keep}/n{size}/{generator}/{mode}/{lang}/chunk-{chunk}-of-{nchunks}"),

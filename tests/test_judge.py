@@ -399,6 +399,49 @@ def test_a_line_cut_short_by_a_kill_is_skipped_and_the_next_record_starts_a_new_
     assert GenerationCache(tmp_path / "job.jsonl").get_many(["k1", "k2"]) == {"k1": "one", "k2": "two"}
 
 
+def test_judging_until_the_pool_is_full_reads_what_the_top_up_reads(toy, backend, tmp_path):
+    """Stage 2's judge (--fill-pool): each query's candidates in rank order until its stage-1 pool would hold N with
+    kept verdicts. The verdicts it writes are those of judging every candidate (same samples, same seeds) for a
+    prefix of each query's list, and the top-up builds the same final pools and statistics from either file."""
+    from boostmdr.formats import Negative, NegativesRecord, read_run, read_train, read_verdicts, write_negatives
+    from boostmdr.judge import FillTarget
+    from boostmdr.topup import NewCandidate, top_up
+
+    data, _ = toy
+    settings = JudgeSettings(max_new_tokens=24, retries=0, seed=5, structured_output=True)  # every sample parses
+    template = load_judge_template(PROMPT)
+    run, train = read_run(data["candidates"]), read_train(data["train"])
+    # stage-1 pools of 0 to 3 negatives (rel-0 negatives of the toy data) and N = 3: each query needs 0 to 3 more
+    pool = [NegativesRecord(q, train[q].query, "xx", list(train[q].positives),
+                            [Negative(d, source="stage1:x") for d in train[q].negatives[: i % 4]])
+            for i, q in enumerate(sorted(run))]  # fmt: skip
+    write_negatives(tmp_path / "pool.jsonl", pool)
+    keep = parse_keep("0")
+    full = tmp_path / "full.jsonl"
+    run_verdicts(data["candidates"], data["train"], data["corpus"], "xx", backend, template, settings, full)
+    fill = FillTarget.from_pool(tmp_path / "pool.jsonl", 3, keep)
+    filled = tmp_path / "fill.jsonl"
+    counts = run_verdicts(data["candidates"], data["train"], data["corpus"], "xx", backend, template, settings, filled,
+                          fill=fill)  # fmt: skip
+    every, some = read_verdicts([full]), read_verdicts([filled])
+    assert {r["verdict"] for r in every.values()} >= {0, 2}  # the test means something: some kept, some not
+    assert 0 < len(some) < len(every) and counts["fill_rounds"] >= 2, (len(some), len(every), counts["fill_rounds"])
+    for key, rec in some.items():
+        assert rec["verdict"] == every[key]["verdict"] and rec["samples"] == every[key]["samples"], key
+    for q, hits in run.items():
+        docids = [h.docid for h in hits]
+        judged = [d for d in docids if (q, d) in some]
+        assert judged == docids[: len(judged)]  # a prefix, in rank order
+        kept = [d for d in judged if every[(q, d)]["verdict"] in keep]
+        need = fill.need[q]
+        # it stops as soon as the pool is full, or at the end of the list
+        assert len(kept) == min(need, sum(every[(q, d)]["verdict"] in keep for d in docids))
+        assert len(judged) == len(docids) or (need == 0 and not judged) or judged[-1] == kept[-1]
+    candidates = {q: [NewCandidate(q, h.docid, r, h.score, f"{q}-g0", r) for r, h in enumerate(hits, 1)] for q, hits in run.items()}
+    assert top_up(pool, candidates, 3, "stage2:x", keep, every) == top_up(pool, candidates, 3, "stage2:x", keep, some)
+    assert sum(fill.need.values()) > 0
+
+
 def test_cli_rejects_a_chunk_out_of_range(toy, tmp_path):
     from boostmdr.judge import main
 
@@ -406,6 +449,18 @@ def test_cli_rejects_a_chunk_out_of_range(toy, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(_judge_cmd(data, model, tmp_path / "v.jsonl", tmp_path / "c.jsonl", chunk=2, num_chunks=2)[3:])
     assert exc.value.code == 2
+
+
+def test_cli_fill_pool_needs_its_pool_size_and_a_pointwise_judge(toy, tmp_path, capsys):
+    from boostmdr.judge import main
+
+    data, model = toy
+    cmd = _judge_cmd(data, model, tmp_path / "v.jsonl", tmp_path / "c.jsonl")[3:]
+    for extra, message in ((["--fill-pool", "pool.jsonl"], "--fill-pool and --pool-size go together"),
+                           (["--fill-pool", "p", "--pool-size", "3", "--mode", "listwise"], "needs --mode pointwise")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([*cmd, *extra])
+        assert message in capsys.readouterr().err
 
 
 def test_cli_passes_the_decoding_batch_to_the_transformers_backend():

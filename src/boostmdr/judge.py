@@ -38,6 +38,12 @@ Beyond the paper (issue 16), each a setting; the paper's protocol above stays th
   spent generating), which the judge evaluation's cost table reads.
 * ``--no-positive-reference empty``: a query without a labelled positive gets an empty reference instead
   of failing the job (the human-label evaluation uses it for queries with a single positive).
+* ``--fill-pool POOL --pool-size N --keep K`` (stage 2's top-up, :mod:`boostmdr.topup`): judge each query's
+  candidates in rank order only until as many are kept (verdict in ``K``) as its stage-1 pool ``POOL`` lacks
+  of ``N``, in rounds that each judge every unfinished query's next candidates in one batch. The top-up
+  takes new candidates in that order and stops when the pool is full, so it reads exactly the verdicts
+  judged here: the same pools as judging every candidate, without the verdicts it would never read.
+  Pointwise only.
 
 The generic machinery (the prompt template, the generation cache, sample seeds, the cached, batched and
 retried generation loop, the backends and their options) lives in :mod:`boostmdr.llm`; this module holds
@@ -87,6 +93,7 @@ from .formats import (
     NegativesRecord,
     passage_text,
     read_corpus,
+    read_negatives,
     read_qrels,
     read_run,
     read_train,
@@ -566,6 +573,72 @@ def structured_constraints(
     return None, {n: pick(listwise.constraint_options(n), supported, STRUCTURED_SETTING, backend.NAME) for n in sizes}
 
 
+@dataclass(frozen=True)
+class FillTarget:
+    """Judge only until each query's pool is full (module docstring, ``--fill-pool``): per query, how many kept
+    candidates it still needs and the docids the top-up skips (its pool's negatives and its positives)."""
+
+    need: dict[str, int]
+    seen: dict[str, frozenset[str]]
+    keep: frozenset[int]
+
+    @classmethod
+    def from_pool(cls, pool_path: str | os.PathLike, size: int, keep: frozenset[int]) -> "FillTarget":
+        if size < 1:
+            raise ValueError(f"--pool-size must be >= 1, got {size}")
+        need, seen = {}, {}
+        for rec in read_negatives(pool_path):
+            kept = rec.negatives[:size]  # as the top-up cuts it
+            need[rec.qid] = size - len(kept)
+            seen[rec.qid] = frozenset([n.docid for n in kept] + list(rec.positives))
+        return cls(need, seen, keep)
+
+
+def judge_until_full(
+    tasks: Sequence[QueryTask],
+    target: FillTarget,
+    template: PromptTemplate,
+    settings: JudgeSettings,
+    texts: dict[str, str],
+    backend: Any,
+    cache: GenerationCache | None,
+    constraint: Constraint | None = None,
+) -> tuple[list[_Pair], Counter[str]]:
+    """Judge each task's candidates in rank order until ``target.need`` of them are kept (or none is left), a round
+    at a time: every unfinished query's next (still needed) candidates, all judged in one batch. Returns the judged
+    pairs in task and rank order, and the runner's counters."""
+    queue = {t.qid: [c for c in t.candidates if c[1].docid not in target.seen.get(t.qid, ())] for t in tasks}
+    left = {t.qid: target.need.get(t.qid, 0) for t in tasks}
+    judged: dict[str, list[_Pair]] = {t.qid: [] for t in tasks}
+    counts: Counter[str] = Counter()
+    rounds = 0
+    while True:
+        batch = []
+        for t in tasks:
+            take = min(left[t.qid], len(queue[t.qid]))
+            if take > 0:
+                batch.append(QueryTask(t.qid, t.query, t.reference_docid, queue[t.qid][:take]))
+                queue[t.qid] = queue[t.qid][take:]
+        if not batch:
+            break
+        rounds += 1
+        pairs = pointwise_pairs(template, settings, batch, texts, constraint)
+        counts.update(judge_pairs(pairs, backend, settings, cache))
+        for pair in pairs:
+            judged[pair.qid].append(pair)
+            scores = [x.parsed.score if x.parsed else None for x in pair.item.samples]
+            if majority_vote(scores) in target.keep:
+                left[pair.qid] -= 1
+    pairs = [p for t in tasks for p in judged[t.qid]]
+    total = sum(len(t.candidates) for t in tasks)
+    log.info(
+        "judged %d of %d candidates in %d round(s), until each pool was full; %d queries still short of N",
+        len(pairs), total, rounds, sum(1 for q in left.values() if q > 0),
+    )
+    counts["fill_rounds"] = rounds
+    return pairs, counts
+
+
 def run_verdicts(
     candidates: str | os.PathLike,
     train_path: str | os.PathLike,
@@ -580,10 +653,14 @@ def run_verdicts(
     cache_path: str | os.PathLike | None = None,
     escalated_by: Sequence[str | os.PathLike] = (),
     summary_path: str | os.PathLike | None = None,
+    fill: FillTarget | None = None,
 ) -> Counter[str]:
     """Judge the candidates of one chunk of queries and write the verdict file. With ``escalated_by`` (a
     first judge's verdict files), judge only the chunk's queries those verdicts escalate
-    (:func:`boostmdr.cascade.escalation`). With ``summary_path``, also write the job's counts there."""
+    (:func:`boostmdr.cascade.escalation`). With ``summary_path``, also write the job's counts there. With
+    ``fill``, judge each query's candidates only until its pool is full (:func:`judge_until_full`)."""
+    if fill is not None and settings.mode != "pointwise":
+        raise ValueError("--fill-pool judges candidate by candidate: it needs --mode pointwise")
     train = read_train(train_path)
     run = read_run(candidates)
     unknown = sorted(set(run) - train.keys())
@@ -617,7 +694,9 @@ def run_verdicts(
     texts = load_texts(corpus_path, wanted)
     pairs: list[_Pair] = []
     windows: list[_Window] = []
-    if settings.mode == "pointwise":
+    if fill is not None:
+        prompts = sum(len(t.candidates) for t in tasks)  # at most: set to those judged afterwards
+    elif settings.mode == "pointwise":
         pairs = pointwise_pairs(template, settings, tasks, texts, pointwise_constraint)
         prompts = len(pairs)
     else:
@@ -635,12 +714,16 @@ def run_verdicts(
         backend.NAME,
         backend.model_id,
         len(settings.samples),
-        ", structured output" if settings.structured_output else "",
+        (", structured output" if settings.structured_output else "")
+        + (", each query's only until its pool is full (at most)" if fill is not None else ""),
     )
     cache = GenerationCache(cache_path) if cache_path else None
     started = time.monotonic()
     try:
-        if settings.mode == "pointwise":
+        if fill is not None:
+            pairs, counts = judge_until_full(tasks, fill, template, settings, texts, backend, cache, pointwise_constraint)
+            prompts = len(pairs)
+        elif settings.mode == "pointwise":
             counts = judge_pairs(pairs, backend, settings, cache)
         else:
             counts = judge_windows(windows, backend, settings, cache)
@@ -934,6 +1017,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="this job's generation cache file (JSON lines); every *.jsonl beside it is read and reused, only this one is written",
     )
+    v.add_argument(
+        "--fill-pool", default=None,
+        help="stage 2: the stage-1 pool (negatives.jsonl) the candidates top up; judge each query's candidates in "
+        "rank order only until it holds --pool-size negatives with a verdict in --keep",
+    )  # fmt: skip
+    v.add_argument("--pool-size", type=int, default=None, help="with --fill-pool: N")
+    v.add_argument("--keep", default="0", help="with --fill-pool: the verdicts the top-up keeps (0, or 0,1)")
     v.add_argument("--out", required=True)
     v.add_argument("--threads", type=int, default=None)
     v.add_argument("--log", default=None)
@@ -998,6 +1088,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             structured_output=args.structured_output,
             no_positive_reference=args.no_positive_reference,
         )
+        fill = None
+        if (args.fill_pool is None) != (args.pool_size is None):
+            parser.error("--fill-pool and --pool-size go together")
+        if args.fill_pool is not None:
+            if args.mode != "pointwise":
+                parser.error("--fill-pool judges candidate by candidate: it needs --mode pointwise")
+            fill = FillTarget.from_pool(args.fill_pool, args.pool_size, parse_keep(args.keep))
         template = load_judge_template(args.prompt) if args.mode == "pointwise" else listwise.load_listwise_template(args.prompt)
         with get_backend(args.backend, **backend_settings(args, seed=args.seed)) as backend:
             set_threads(args.threads)  # again: the backend may have imported torch just now
@@ -1016,6 +1113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cache_path=args.cache,
                 escalated_by=args.escalated_by,
                 summary_path=args.summary,
+                fill=fill,
             )
     elif args.command == "cascade":
         if not 0 <= args.chunk < args.num_chunks:
