@@ -155,9 +155,10 @@ rule search_dense:
 # encode_corpus + search_dense without a second start-up and without the index file, on the encoder's resources.
 # retrieval.unsharded_jobs cuts these jobs: `language`, one per model and language (a cluster runs the languages side
 # by side); `model`, one per model for all its one-shard languages (one start-up and one model load: small corpora),
-# zero-shot models included (a candidate retriever's small corpus is encoded again rather than read from the index
-# kept for its candidates: identical vectors, and cheaper than a job's start-up at that size). A sharded language,
-# and in `language` mode every zero-shot index (kept, or read by several rules), keeps the two rules.
+# zero-shot models included; candidates_dense_unsharded (below) then ranks the training and generated queries the
+# same way, so no index of a one-shard language is written in that mode (each reader encodes the corpus again:
+# identical vectors, and cheaper than a job's start-up at that size). A sharded language, and in `language` mode
+# every zero-shot index (kept, or read by several rules), keeps the two rules.
 if UNSHARDED_JOBS == "model" and UNSHARDED_LANGS:
 
     rule search_dense_unsharded:

@@ -231,7 +231,6 @@ def install_circuit(model: Any, tokenizer: Any, template: PromptTemplate, seed: 
     return markers
 
 
-
 def _zero_module() -> Any:
     import torch
 
@@ -248,7 +247,7 @@ class zero_mlps_skipped:
     """While active, the circuit layers' MLPs, whose weights are all zero and frozen (``install_circuit``), are
     replaced by a module that returns 0 without computing them: each layer's output is bit for bit the same (its
     residual plus an exact 0), and so is the fine-tuning, which trains the layers after the circuit. It saves the
-    three frozen MLPs' forward passes, about a quarter of a fine-tuning step's arithmetic at hidden 256. The real
+    three frozen MLPs' forward passes (measured on the demo's judge, hidden 256: about 15% less time per step). The real
     modules are put back on exit, so the saved model is the ordinary Llama. An MLP with a non-zero or trainable
     weight is left as it is."""
 
