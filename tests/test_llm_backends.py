@@ -537,3 +537,42 @@ def test_the_growing_cache_layer_holds_what_concatenation_holds():
     ours.batch_select_indices(rows), ref.batch_select_indices(rows)
     step(1, 2)
     assert torch.equal(copied.keys[rows], ours.keys[:, :, :-1])  # the copy kept its own tensors
+
+
+def test_transformers_skips_all_zero_mlps_with_the_same_logits_and_texts(model_dir, tmp_path, one_at_a_time):
+    """A decoder layer's MLP whose weights are all zero (the demo judge's circuit layers) adds an exact 0, so the
+    backend does not compute it: the logits are bit for bit those of the model as saved, and so are the texts. A
+    model without such a block (the random tiny LM) keeps every MLP."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    zeroed = tmp_path / "zero-mlp-lm"
+    shutil.copytree(model_dir, zeroed)
+    model = AutoModelForCausalLM.from_pretrained(zeroed)
+    with torch.no_grad():
+        for p in model.model.layers[0].mlp.parameters():
+            p.zero_()
+    model.save_pretrained(zeroed)
+    assert "skipped_zero_mlps" not in one_at_a_time.describe()
+    ids = AutoTokenizer.from_pretrained(zeroed)(_prompt("wo ra ne"), return_tensors="pt")["input_ids"]
+    saved = AutoModelForCausalLM.from_pretrained(zeroed).eval()
+    with get_backend("transformers", model=str(zeroed), device="cpu", max_batch_rows=4) as b:
+        assert b.describe()["skipped_zero_mlps"] == 1
+        assert type(b.model.model.layers[0].mlp).__name__ == "ZeroMLP"
+        assert type(b.model.model.layers[1].mlp).__name__ != "ZeroMLP"
+        with torch.no_grad():
+            assert torch.equal(b.model(input_ids=ids).logits, saved(input_ids=ids).logits)
+        reqs = _mixed_requests()
+        texts = [r.texts for r in b.generate(reqs)]
+    from boostmdr.llm.transformers_backend import skip_zero_mlps
+
+    # the plain model, every MLP computed, writes the same samples
+    with get_backend("transformers", model=str(zeroed), device="cpu", max_batch_rows=4) as plain:
+        for layer, mlp in [(plain.model.model.layers[0], saved.model.layers[0].mlp)]:
+            layer.mlp = mlp
+        assert not any(type(layer.mlp).__name__ == "ZeroMLP" for layer in plain.model.model.layers)
+        assert [r.texts for r in plain.generate(reqs)] == texts
+        # a trainable all-zero block is kept when only frozen ones may go (the tiny judge's fine-tuning)
+        assert skip_zero_mlps(plain.model, frozen_only=True) == []

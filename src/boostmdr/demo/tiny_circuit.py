@@ -231,18 +231,6 @@ def install_circuit(model: Any, tokenizer: Any, template: PromptTemplate, seed: 
     return markers
 
 
-def _zero_module() -> Any:
-    import torch
-
-    class ZeroMLP(torch.nn.Module):
-        """Returns an exact 0 (broadcast onto the residual) for an MLP whose weights are all zero."""
-
-        def forward(self, hidden_states: Any) -> Any:
-            return hidden_states.new_zeros(())
-
-    return ZeroMLP()
-
-
 class zero_mlps_skipped:
     """While active, the circuit layers' MLPs, whose weights are all zero and frozen (``install_circuit``), are
     replaced by a module that returns 0 without computing them: each layer's output is bit for bit the same (its
@@ -256,11 +244,9 @@ class zero_mlps_skipped:
         self.saved: list[tuple[Any, Any]] = []
 
     def __enter__(self) -> "zero_mlps_skipped":
-        for layer in self.model.model.layers[:CIRCUIT_LAYERS]:
-            mlp = layer.mlp
-            if all(not p.requires_grad and not bool(p.detach().any()) for p in mlp.parameters()):
-                self.saved.append((layer, mlp))
-                layer.mlp = _zero_module()
+        from boostmdr.llm.transformers_backend import skip_zero_mlps
+
+        self.saved = skip_zero_mlps(self.model, layers=CIRCUIT_LAYERS, frozen_only=True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
