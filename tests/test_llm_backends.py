@@ -570,8 +570,7 @@ def test_transformers_skips_all_zero_mlps_with_the_same_logits_and_texts(model_d
 
     # the plain model, every MLP computed, writes the same samples
     with get_backend("transformers", model=str(zeroed), device="cpu", max_batch_rows=4) as plain:
-        for layer, mlp in [(plain.model.model.layers[0], saved.model.layers[0].mlp)]:
-            layer.mlp = mlp
+        plain.model.model.layers[0].mlp = saved.model.layers[0].mlp
         assert not any(type(layer.mlp).__name__ == "ZeroMLP" for layer in plain.model.model.layers)
         assert [r.texts for r in plain.generate(reqs)] == texts
         # a trainable all-zero block is kept when only frozen ones may go (the tiny judge's fine-tuning)

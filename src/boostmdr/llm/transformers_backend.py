@@ -602,9 +602,10 @@ def skip_zero_mlps(model: Any, layers: int | None = None, frozen_only: bool = Fa
     the residual whatever its input (its output projection and bias are 0), so each layer's output is bit for
     bit the same, and its matrix products are saved. Trained models have none; the demo's tiny judge has
     three (:mod:`boostmdr.demo.tiny_circuit`: its fixed circuit layers are attention only), 45% of its
-    prefill's and 28% of its decoding's matrix products (a demo judge job: 52.4 -> 45.9 s, the same verdicts). ``layers``: only the first that many layers;
-    ``frozen_only``: only blocks without a trainable parameter (for fine-tuning). Models whose layers are not
-    at ``model.model.layers`` with an ``mlp`` each (the Llama family's layout) are left as they are."""
+    prefill's and 28% of its decoding's matrix products (a demo judge job: 52.4 -> 45.9 s, the same
+    verdicts). ``layers``: only the first that many layers; ``frozen_only``: only blocks without a trainable
+    parameter (for fine-tuning). Models whose layers are not at ``model.model.layers`` with an ``mlp`` each
+    (the Llama family's layout) are left as they are."""
     blocks = getattr(getattr(model, "model", None), "layers", None) or []
     skipped = []
     for layer in list(blocks)[:layers]:
