@@ -533,10 +533,37 @@ def test_the_growing_cache_layer_holds_what_concatenation_holds():
     step(2, 3)
     assert ours.spare[0] is buffer  # a crop keeps the buffers: the new tokens overwrite the cropped ones
     copied = copy.deepcopy(ours)
-    rows = torch.tensor([2, 0])
+    samples = torch.tensor([0, 0, 1, 2, 2, 2])  # rows repeated for their samples: new buffers, same capacity
+    ours.batch_select_indices(samples), ref.batch_select_indices(samples)
+    assert ours.spare[0].shape[2] == buffer.shape[2] and ours.spare[0].data_ptr() != buffer.data_ptr()
+    step(1, 6)
+    rows = torch.tensor([5, 0])  # a reordering: the whole buffers are copied
     ours.batch_select_indices(rows), ref.batch_select_indices(rows)
     step(1, 2)
-    assert torch.equal(copied.keys[rows], ours.keys[:, :, :-1])  # the copy kept its own tensors
+    assert torch.equal(copied.keys[[2, 0]], ours.keys[:, :, :-2])  # the copy kept its own tensors
+    ours.batch_repeat_interleave(4), ref.batch_repeat_interleave(4)
+    step(1, 8)
+    buffer = ours.spare[0]
+    # rows 1, 2 and 6 leave: rows 3-5 move up two (in blocks of two, a block never over its source), 7 three
+    stay = torch.tensor([0, 3, 4, 5, 7])
+    ours.batch_select_indices(stay), ref.batch_select_indices(stay)
+    assert ours.spare[0].data_ptr() == buffer.data_ptr()  # compacted within its buffers, no new one
+    for _ in range(3):
+        step(1, 5)
+
+
+def test_compaction_runs_move_the_rows_after_each_gap_and_refuse_other_selections():
+    from boostmdr.llm.transformers_backend import _compaction_runs, _repeat_runs
+
+    assert _repeat_runs([0, 0, 1, 2, 2, 2]) == [(0, 0, 2), (1, 2, 1), (2, 3, 3)]
+    assert _repeat_runs([]) == []
+
+    assert _compaction_runs([0, 1, 2], 3) == []
+    assert _compaction_runs([], 3) == []
+    assert _compaction_runs([0, 2, 3, 5], 6) == [(1, 2, 2), (3, 5, 1)]
+    assert _compaction_runs([1, 2, 4], 5) == [(0, 1, 2), (2, 4, 1)]
+    for selection in ([2, 0], [0, 0, 1], [1, 1], [0, 3], [-1, 0]):  # reordered, repeated, out of range
+        assert _compaction_runs(selection, 3) is None
 
 
 def test_transformers_skips_all_zero_mlps_with_the_same_logits_and_texts(model_dir, tmp_path, one_at_a_time):
