@@ -19,6 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The cluster tests run last (in their own order): they install SLURM's client where it is missing, and with
+    the client installed but its controller stopped, every later `snakemake` start waits about 9 s (the SLURM
+    executor plugin asks `scontrol show config` when it is imported; README, "On a SLURM cluster")."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Torch on one thread for a test module (opt in with ``pytestmark``): tiny models gain nothing from
